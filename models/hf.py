@@ -1,0 +1,245 @@
+"""The transformers backend (CPU or GPU): any HF causal LM, used for training rollouts.
+
+Constraints go through the same llguidance engine as llama.cpp (a logits processor with
+one :class:`~slmkit.models.guidance.TokenGate` per sequence), so outputs agree across
+backends. ``transformers:smollm2`` converts the embedded GGUF once into an HF folder
+(dequantised weights, no GGUF quantizer attached) that training can load and save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from slmkit.models.base import ChatModel, Message, RawOutput, Sampling
+from slmkit.models.chat_format import to_text_messages
+from slmkit.models.embedded import EMBEDDED_MODELS, embedded_gguf
+from slmkit.models.errors import BackendUnavailableError, ModelNotFoundError
+from slmkit.models.guidance import TokenGate, closing_bias, closing_reserve, compile_constraint
+from slmkit.models.paths import cache_dir
+from slmkit.models.schema import Constraint
+
+__all__ = ["TransformersModel", "convert_embedded"]
+
+
+def convert_embedded(alias: str = "smollm2") -> Path:
+    """Convert an embedded GGUF into an HF model folder, once; return the folder."""
+    target = cache_dir("models") / f"{alias}-hf"
+    if (target / "config.json").is_file() and (target / ".complete").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf(alias)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # The GGUF loader attaches a quantizer; save_pretrained/training refuse it.
+    model.hf_quantizer = None
+    for attr in ("is_quantized", "_is_quantized_training_enabled"):
+        with contextlib.suppress(AttributeError):
+            setattr(model, attr, False)
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
+    tmp = target.with_name(target.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    (tmp / ".complete").write_text(json.dumps({"source": str(gguf)}))
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return target
+
+
+class TransformersModel(ChatModel):
+    """An HF causal LM decoded with ``generate`` and llguidance logits masking."""
+
+    backend = "transformers"
+    supports_grammar = True
+    supports_logprobs = True
+
+    def __init__(
+        self,
+        target: str | Path,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        model: Any = None,
+        tokenizer: Any = None,
+    ) -> None:
+        try:
+            import llguidance.hf
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:  # pragma: no cover
+            raise BackendUnavailableError(
+                "transformers/torch are not installed", hint="pip install transformers torch"
+            ) from exc
+        target = str(target)
+        self.name = target
+        path = convert_embedded(target) if target in EMBEDDED_MODELS else target
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        torch_dtype = (
+            getattr(torch, dtype)
+            if dtype
+            else (torch.bfloat16 if self.device == "cuda" else torch.float32)
+        )
+        try:
+            self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(path))
+            self.model = model or AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+        except OSError as exc:
+            raise ModelNotFoundError(
+                f"transformers could not load {target!r}: {exc}",
+                hint="give a local HF model folder (hub ids need hub access), or "
+                "transformers:smollm2 for the embedded model",
+            ) from exc
+        self.model.to(self.device)
+        self.model.eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self._vocab = int(self.model.get_output_embeddings().weight.shape[0])
+        self._lltok = llguidance.hf.from_tokenizer(self.tokenizer, n_vocab=self._vocab)
+        self._eos_ids = _eos_ids(self.tokenizer, self.model)
+        self._lock = threading.Lock()
+        self._grammar_cache: dict[str, str] = {}
+
+    def render(self, messages: list[Message]) -> str:
+        return str(
+            self.tokenizer.apply_chat_template(
+                to_text_messages(messages), tokenize=False, add_generation_prompt=True
+            )
+        )
+
+    def _generate_batch(
+        self,
+        conversations: list[list[Message]],
+        constraint: Constraint | None,
+        sampling: Sampling,
+    ) -> list[tuple[list[RawOutput], int]]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        grammar = None
+        if constraint is not None:
+            if constraint.key not in self._grammar_cache:
+                self._grammar_cache[constraint.key] = compile_constraint(constraint, self._lltok)
+            grammar = self._grammar_cache[constraint.key]
+        prompts = [self.render(c) for c in conversations]
+        self.tokenizer.padding_side = "left"
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        prompt_lens = [int(x) for x in enc["attention_mask"].sum(dim=1)]
+        rows = len(prompts) * sampling.n
+        gates: list[TokenGate] | None = None
+        processors = LogitsProcessorList()
+        if grammar is not None:
+            closing = None
+            if constraint is not None and constraint.kind == "json":
+                closing = closing_bias(self._lltok, self._vocab)
+            gates = [
+                TokenGate(grammar, self._lltok, self._vocab, closing=closing) for _ in range(rows)
+            ]
+            wrap_at = sampling.max_tokens - closing_reserve(sampling.max_tokens)
+            processors.append(
+                _GateProcessor(gates, enc["input_ids"].shape[1], self._eos_ids[0], wrap_at)
+            )
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "num_return_sequences": sampling.n,
+            "logits_processor": processors,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self._eos_ids,
+        }
+        if sampling.temperature > 0:
+            gen_kwargs.update(
+                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p
+            )
+        else:
+            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if sampling.stop:
+            gen_kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        with self._lock, torch.no_grad():
+            out = self.model.generate(**enc, **gen_kwargs)
+        new = out[:, enc["input_ids"].shape[1] :]
+        results: list[tuple[list[RawOutput], int]] = []
+        for i, plen in enumerate(prompt_lens):
+            outputs = []
+            for j in range(sampling.n):
+                row = i * sampling.n + j
+                ids = [int(t) for t in new[row]]
+                finish = "length"
+                for k, t in enumerate(ids):
+                    if t in self._eos_ids:
+                        ids, finish = ids[:k], "stop"
+                        break
+                gate = gates[row] if gates is not None else None
+                if gate is not None and gate.stopped:
+                    finish = "stop"
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                if sampling.stop:
+                    cut = min(
+                        (p for p in (text.find(s) for s in sampling.stop) if p >= 0),
+                        default=len(text),
+                    )
+                    if cut < len(text):
+                        text, finish = text[:cut], "stop"
+                outputs.append(
+                    RawOutput(
+                        text=text,
+                        completion_tokens=len(ids),
+                        finish_reason=finish,
+                        grammar_accepted=gate.accepting if gate is not None else True,
+                        token_logprobs=tuple(gate.token_logprobs) if gate is not None else None,
+                    )
+                )
+            results.append((outputs, plen))
+        return results
+
+
+class _GateProcessor:
+    """Feeds each row's last token to its gate, then masks that row's scores."""
+
+    def __init__(
+        self, gates: list[TokenGate], prompt_width: int, eos_id: int, wrap_at: int
+    ) -> None:
+        self.gates = gates
+        self.prompt_width = prompt_width
+        self.eos_id = eos_id
+        self.wrap_at = wrap_at
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+        import torch
+
+        step = input_ids.shape[1] - self.prompt_width
+        started = step > 0
+        for row, gate in enumerate(self.gates):
+            if started:
+                gate.advance(int(input_ids[row, -1]))
+            if gate.stopped or gate.failed:  # complete (or broken): end this row now
+                scores[row] = float("-inf")
+                scores[row, self.eos_id] = 0.0
+                continue
+            row_scores = scores[row].detach().float().cpu().numpy().astype(np.float32)
+            masked = gate.apply(row_scores, wrap_up=step >= self.wrap_at)
+            scores[row] = torch.from_numpy(masked).to(scores.device, scores.dtype)
+        return scores
+
+
+def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), tokenizer):
+        eos = getattr(source, "eos_token_id", None)
+        if isinstance(eos, int):
+            ids.add(eos)
+        elif isinstance(eos, list):
+            ids.update(int(e) for e in eos)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    if isinstance(im_end, int) and im_end != getattr(tokenizer, "unk_token_id", None):
+        ids.add(im_end)
+    return sorted(ids)

@@ -1,0 +1,192 @@
+"""Any OpenAI-compatible server: ``vllm serve``, llama.cpp's server, hosted APIs.
+
+Servers disagree on how to ask for constrained output, so each *dialect* says it its way:
+
+========== =============================================== ===========================
+dialect    JSON schema                                     Lark grammar
+========== =============================================== ===========================
+vllm       ``structured_outputs={"json": schema}``          ``{"grammar": lark}``
+llamacpp   ``response_format={"type": "json_object",        not supported: error
+           "schema": schema}``
+openai     ``response_format={"type": "json_schema", ...}`` not supported: error
+========== =============================================== ===========================
+
+Spec: ``openai:<base_url>#<model>`` with an optional ``;dialect=<name>`` suffix. Without
+it the dialect is detected from ``GET /models`` (vLLM says ``owned_by: vllm``) and the
+host (api.openai.com), and defaults to ``llamacpp``. The API key comes from
+``$OPENAI_API_KEY`` (or ``api_key=``).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import httpx
+
+from slmkit.models.base import ChatModel, Message, RawOutput, Sampling
+from slmkit.models.errors import ConstraintError, GenerationError, ModelNotFoundError
+from slmkit.models.schema import Constraint
+
+__all__ = ["Dialect", "OpenAICompatModel"]
+
+Dialect = Literal["vllm", "llamacpp", "openai"]
+_DIALECTS: tuple[Dialect, ...] = ("vllm", "llamacpp", "openai")
+
+
+class OpenAICompatModel(ChatModel):
+    """A chat model behind an OpenAI-compatible HTTP API."""
+
+    backend = "openai"
+    supports_logprobs = True
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        dialect: Dialect | None = None,
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        concurrency: int = 8,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.name = model
+        key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=timeout_s,
+        )
+        self._concurrency = concurrency
+        self.dialect: Dialect = dialect or self._detect_dialect()
+        self.supports_grammar = self.dialect == "vllm"
+
+    @classmethod
+    def from_target(cls, target: str, **options: Any) -> OpenAICompatModel:
+        """Parse ``<base_url>#<model>[;dialect=<name>]``."""
+        base, _, rest = target.partition("#")
+        model, _, params = rest.partition(";")
+        if not base.startswith(("http://", "https://")) or not model:
+            raise ModelNotFoundError(
+                f"cannot read openai target {target!r}",
+                hint="use openai:http://127.0.0.1:8000/v1#model-name[;dialect=vllm]",
+            )
+        for part in filter(None, params.split(";")):
+            k, _, v = part.partition("=")
+            if k != "dialect" or v not in _DIALECTS:
+                raise ModelNotFoundError(
+                    f"unknown option {part!r} in {target!r}",
+                    hint=f"the only option is dialect=, one of {', '.join(_DIALECTS)}",
+                )
+            options.setdefault("dialect", v)
+        return cls(base, model, **options)
+
+    def _detect_dialect(self) -> Dialect:
+        if urlparse(self.base_url).hostname == "api.openai.com":
+            return "openai"
+        try:
+            data = self._client.get("/models").json().get("data", [])
+        except (httpx.HTTPError, ValueError):
+            return "llamacpp"
+        owners = {str(m.get("owned_by", "")).lower() for m in data if isinstance(m, dict)}
+        return "vllm" if "vllm" in owners else "llamacpp"
+
+    def _constraint_params(self, constraint: Constraint | None) -> dict[str, Any]:
+        if constraint is None:
+            return {}
+        if constraint.kind == "lark":
+            if self.dialect != "vllm":
+                raise ConstraintError(
+                    f"a {self.dialect} server cannot enforce a Lark grammar",
+                    hint="serve the model with vLLM (dialect=vllm) or run it locally "
+                    "with the llamacpp/transformers backend",
+                )
+            return {"structured_outputs": {"grammar": constraint.lark}}
+        schema = constraint.json_schema
+        if self.dialect == "vllm":
+            return {"structured_outputs": {"json": schema}}
+        if self.dialect == "llamacpp":
+            return {"response_format": {"type": "json_object", "schema": schema}}
+        return {
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": schema, "strict": True},
+            }
+        }
+
+    def _one(
+        self, messages: list[Message], constraint: Constraint | None, sampling: Sampling
+    ) -> tuple[list[RawOutput], int]:
+        body: dict[str, Any] = {
+            "model": self.name,
+            "messages": messages,
+            "max_tokens": sampling.max_tokens,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            **self._constraint_params(constraint),
+        }
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        if sampling.logprobs:
+            body["logprobs"] = True
+        # llama.cpp servers ignore n: ask once per sample there.
+        asks = 1 if self.dialect != "llamacpp" else sampling.n
+        if asks == 1:
+            body["n"] = sampling.n
+        outputs: list[RawOutput] = []
+        prompt_tokens = 0
+        for i in range(asks):
+            if asks > 1 and sampling.seed is not None:
+                body["seed"] = sampling.seed + i
+            data = self._post(body)
+            prompt_tokens = int(data.get("usage", {}).get("prompt_tokens", 0))
+            choices = data.get("choices", [])
+            completion_total = int(data.get("usage", {}).get("completion_tokens", 0))
+            for ch in choices:
+                lp = (ch.get("logprobs") or {}).get("content")
+                outputs.append(
+                    RawOutput(
+                        text=(ch.get("message") or {}).get("content") or "",
+                        completion_tokens=completion_total // max(len(choices), 1),
+                        finish_reason=ch.get("finish_reason") or "stop",
+                        token_logprobs=tuple(float(t["logprob"]) for t in lp) if lp else None,
+                    )
+                )
+        return outputs, prompt_tokens
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            resp = self._client.post("/chat/completions", json=body)
+        except httpx.HTTPError as exc:
+            raise GenerationError(
+                f"request to {self.base_url} failed: {exc}",
+                hint="is the server running? (vllm serve MODEL / python -m llama_cpp.server)",
+            ) from exc
+        if resp.status_code >= 400:
+            raise GenerationError(
+                f"{self.base_url} answered {resp.status_code}: {resp.text[:300]}",
+                hint="check the model name and that the server supports this dialect "
+                f"({self.dialect})",
+            )
+        result: dict[str, Any] = resp.json()
+        return result
+
+    def _generate_batch(
+        self,
+        conversations: list[list[Message]],
+        constraint: Constraint | None,
+        sampling: Sampling,
+    ) -> list[tuple[list[RawOutput], int]]:
+        self._constraint_params(constraint)  # fail before sending anything
+        if len(conversations) == 1:
+            return [self._one(conversations[0], constraint, sampling)]
+        with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
+            return list(pool.map(lambda c: self._one(c, constraint, sampling), conversations))
+
+    def close(self) -> None:
+        self._client.close()
