@@ -125,14 +125,12 @@ def tools_run(
         raise SlmkitError(f"unknown tool {name!r}", hint="built-in tools: calculator, python")
     with PythonSandbox(timeout_s=timeout_s) as sb:
         r = sb.run(source)
-    if r.stdout:
-        console.print(r.stdout, end="", markup=False, highlight=False)
-    if r.stderr:
-        err_console.print(r.stderr, end="", markup=False, highlight=False)
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(r.stderr)
     if r.timed_out:
         err_console.print(f"[red]timed out after {timeout_s}s[/]")
     elif r.error:
-        err_console.print(f"[red]{r.error}[/]", markup=False)
+        err_console.print(r.error, style="red", markup=False, highlight=False)
     err_console.print(f"[dim]isolation: {r.isolation.summary()}[/]")
     if r.error or r.timed_out:
         raise typer.Exit(1)

@@ -73,7 +73,7 @@ def closing_bias(tokenizer: llguidance.LLTokenizer, vocab_size: int) -> NDArray[
     """
     key = id(tokenizer)
     if key not in _bias_cache:
-        bias = np.zeros(vocab_size, dtype=np.float32)
+        bias: NDArray[np.float32] = np.zeros(vocab_size, dtype=np.float32)
         for tok in range(min(vocab_size, tokenizer.vocab_size)):
             piece = tokenizer.decode_bytes([tok]).strip(b" ")
             if not piece or not all(c in _CLOSERS for c in piece):
