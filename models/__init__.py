@@ -8,6 +8,7 @@ schema=...)`` decodes under the schema, so the output can only be valid JSON of 
 from slmkit.models.base import (
     Candidate,
     ChatModel,
+    ChatOptions,
     Completion,
     Message,
     RawOutput,
@@ -36,6 +37,7 @@ __all__ = [
     "BackendUnavailableError",
     "Candidate",
     "ChatModel",
+    "ChatOptions",
     "Completion",
     "Constraint",
     "ConstraintError",

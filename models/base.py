@@ -12,8 +12,8 @@ import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypedDict, Unpack
 
 from slmkit.models.errors import ConstraintError
 from slmkit.models.schema import Constraint, SchemaLike, check_output
@@ -21,6 +21,7 @@ from slmkit.models.schema import Constraint, SchemaLike, check_output
 __all__ = [
     "Candidate",
     "ChatModel",
+    "ChatOptions",
     "Completion",
     "Message",
     "RawOutput",
@@ -138,12 +139,22 @@ class Completion:
         return self.first.finish_reason
 
 
-@dataclass
-class _Request:
-    messages: list[Message]
-    constraint: Constraint | None
-    sampling: Sampling
-    extra: dict[str, Any] = field(default_factory=dict)
+class ChatOptions(TypedDict, total=False):
+    """Keyword options of :meth:`ChatModel.chat` and :meth:`ChatModel.chat_batch`.
+
+    ``schema`` (a pydantic model class or JSON Schema dict) or ``grammar`` (an llguidance
+    Lark grammar) constrains decoding; the rest are the :class:`Sampling` fields.
+    """
+
+    schema: SchemaLike | None
+    grammar: str | None
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int | None
+    n: int
+    stop: Sequence[str]
+    logprobs: bool
 
 
 class ChatModel(ABC):
@@ -159,73 +170,23 @@ class ChatModel(ABC):
     """Whether Lark grammars (beyond JSON Schema) can be enforced."""
     supports_logprobs: bool = False
 
-    def chat(
-        self,
-        messages: Sequence[Message],
-        *,
-        schema: SchemaLike | None = None,
-        grammar: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        n: int = 1,
-        stop: Sequence[str] = (),
-        logprobs: bool = False,
-    ) -> Completion:
+    def chat(self, messages: Sequence[Message], **options: Unpack[ChatOptions]) -> Completion:
         """Answer one conversation. ``schema`` (or ``grammar``) constrains the output."""
-        return self.chat_batch(
-            [messages],
-            schema=schema,
-            grammar=grammar,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            n=n,
-            stop=stop,
-            logprobs=logprobs,
-        )[0]
+        return self.chat_batch([messages], **options)[0]
 
     def chat_batch(
-        self,
-        conversations: Sequence[Sequence[Message]],
-        *,
-        schema: SchemaLike | None = None,
-        grammar: str | None = None,
-        max_tokens: int = 256,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        n: int = 1,
-        stop: Sequence[str] = (),
-        logprobs: bool = False,
+        self, conversations: Sequence[Sequence[Message]], **options: Unpack[ChatOptions]
     ) -> list[Completion]:
         """Answer many conversations; backends that batch natively do so."""
-        if schema is not None and grammar is not None:
-            raise ConstraintError(
-                "pass either schema= or grammar=, not both",
-                hint="express the JSON part inside the grammar with %json{...}",
-            )
-        constraint: Constraint | None = None
-        if schema is not None:
-            constraint = Constraint.from_schema(schema)
-        elif grammar is not None:
-            constraint = Constraint.from_lark(grammar)
-            if not self.supports_grammar:
-                raise ConstraintError(
-                    f"the {self.backend} backend cannot enforce a Lark grammar",
-                    hint="use the llamacpp, transformers or vllm backend, or an openai: "
-                    "spec with #dialect=vllm",
-                )
+        constraint = self._constraint(options.get("schema"), options.get("grammar"))
         sampling = Sampling(
-            max_tokens=max_tokens,
-            temperature=temperature,
-            top_p=top_p,
-            seed=seed,
-            n=n,
-            stop=tuple(stop),
-            logprobs=logprobs,
+            max_tokens=options.get("max_tokens", 256),
+            temperature=options.get("temperature", 0.0),
+            top_p=options.get("top_p", 1.0),
+            seed=options.get("seed"),
+            n=options.get("n", 1),
+            stop=tuple(options.get("stop", ())),
+            logprobs=options.get("logprobs", False),
         )
         for conv in conversations:
             _check_messages(conv)
@@ -247,6 +208,24 @@ class ChatModel(ABC):
                 )
             )
         return results
+
+    def _constraint(self, schema: SchemaLike | None, grammar: str | None) -> Constraint | None:
+        if schema is not None and grammar is not None:
+            raise ConstraintError(
+                "pass either schema= or grammar=, not both",
+                hint="express the JSON part inside the grammar with %json{...}",
+            )
+        if schema is not None:
+            return Constraint.from_schema(schema)
+        if grammar is None:
+            return None
+        if not self.supports_grammar:
+            raise ConstraintError(
+                f"the {self.backend} backend cannot enforce a Lark grammar",
+                hint="use the llamacpp, transformers or vllm backend, or an openai: "
+                "spec with ;dialect=vllm",
+            )
+        return Constraint.from_lark(grammar)
 
     @abstractmethod
     def _generate_batch(

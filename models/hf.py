@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,18 +23,43 @@ from slmkit.models.errors import BackendUnavailableError, ModelNotFoundError
 from slmkit.models.guidance import TokenGate, closing_bias, closing_reserve, compile_constraint
 from slmkit.models.paths import cache_dir
 from slmkit.models.schema import Constraint
+from slmkit.models.threads import decode_threads
 
-__all__ = ["TransformersModel", "convert_embedded"]
+__all__ = ["TransformersModel", "convert_embedded", "convert_gguf"]
 
 
 def convert_embedded(alias: str = "smollm2") -> Path:
-    """Convert an embedded GGUF into an HF model folder, once; return the folder."""
-    target = cache_dir("models") / f"{alias}-hf"
-    if (target / "config.json").is_file() and (target / ".complete").is_file():
+    """Convert an embedded GGUF into an HF model folder in the cache, once."""
+    return convert_gguf(embedded_gguf(alias), cache_dir("models") / f"{alias}-hf")
+
+
+def convert_gguf(gguf: Path, target: Path) -> Path:
+    """Convert a GGUF file into an HF model folder at ``target`` (once); return it.
+
+    Safe to call from several processes at once: a file lock serialises conversions,
+    each writes its own temporary folder, and the folder appears by one atomic rename
+    with a ``.complete`` marker, so a reader never sees a half-written model.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if _complete(target):
         return target
+    import fcntl
+
+    with open(target.with_name(target.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if _complete(target):  # another process converted it while we waited
+            return target
+        _convert(gguf, target)
+    return target
+
+
+def _complete(target: Path) -> bool:
+    return (target / "config.json").is_file() and (target / ".complete").is_file()
+
+
+def _convert(gguf: Path, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = embedded_gguf(alias)
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The GGUF loader attaches a quantizer; save_pretrained/training refuse it.
@@ -42,16 +69,19 @@ def convert_embedded(alias: str = "smollm2") -> Path:
             setattr(model, attr, False)
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
-    tmp = target.with_name(target.name + ".tmp")
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    (tmp / ".complete").write_text(json.dumps({"source": str(gguf)}))
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    tmp.rename(target)
-    return target
+    if tok.pad_token is None:  # the GGUF tokenizer has none; batching needs one
+        tok.pad_token = tok.eos_token
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / ".complete").write_text(json.dumps({"source": str(gguf)}))
+        tmp.chmod(0o755)  # mkdtemp made it private
+        if target.exists():  # an incomplete folder from an older, interrupted run
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class TransformersModel(ChatModel):
@@ -69,6 +99,7 @@ class TransformersModel(ChatModel):
         dtype: str | None = None,
         model: Any = None,
         tokenizer: Any = None,
+        threads: int | None = None,
     ) -> None:
         try:
             import llguidance.hf
@@ -82,6 +113,10 @@ class TransformersModel(ChatModel):
         self.name = target
         path = convert_embedded(target) if target in EMBEDDED_MODELS else target
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device == "cpu":
+            # torch's thread count is process-wide; CPU decoding is fastest with few
+            # threads (see slmkit.models.threads). threads= overrides it.
+            torch.set_num_threads(threads or decode_threads())
         torch_dtype = (
             getattr(torch, dtype)
             if dtype

@@ -7,7 +7,6 @@ step; llama.cpp's prompt-prefix cache makes agent loops (a growing history) chea
 
 from __future__ import annotations
 
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from slmkit.models.chat_format import render_template
 from slmkit.models.errors import BackendUnavailableError, GenerationError, ModelNotFoundError
 from slmkit.models.guidance import TokenGate, closing_bias, closing_reserve, compile_constraint
 from slmkit.models.schema import Constraint
+from slmkit.models.threads import cpu_count, decode_threads
 
 __all__ = ["LlamaCppModel"]
 
@@ -64,7 +64,8 @@ class LlamaCppModel(ChatModel):
             self._llm = llama_cpp.Llama(
                 model_path=str(path),
                 n_ctx=n_ctx,
-                n_threads=n_threads or max(1, os.cpu_count() or 1),
+                n_threads=n_threads or decode_threads(),  # see slmkit.models.threads
+                n_threads_batch=cpu_count(),
                 seed=seed,
                 verbose=False,
             )

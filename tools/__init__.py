@@ -8,11 +8,12 @@ calls after validating them, returning a :class:`ToolResult` whatever happens.
 
 from slmkit.tools.builtins import calculator, evaluate_arithmetic, final_answer, python_tool
 from slmkit.tools.errors import SandboxError, ToolDefinitionError, ToolError
-from slmkit.tools.registry import ToolCall, ToolRegistry, ToolResult
+from slmkit.tools.registry import NO_CALL, ToolCall, ToolRegistry, ToolResult
 from slmkit.tools.sandbox import PythonSandbox, SandboxResult
 from slmkit.tools.tool import Tool, normalize_parameters, tool
 
 __all__ = [
+    "NO_CALL",
     "PythonSandbox",
     "SandboxError",
     "SandboxResult",

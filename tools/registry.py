@@ -23,9 +23,12 @@ from slmkit.models.chat_format import decode_arguments
 from slmkit.tools.errors import ToolDefinitionError
 from slmkit.tools.tool import Tool
 
-__all__ = ["ToolCall", "ToolRegistry", "ToolResult"]
+__all__ = ["NO_CALL", "ToolCall", "ToolRegistry", "ToolResult"]
 
 _MAX_OUTPUT_CHARS = 4000
+
+NO_CALL = "none"
+"""The name a model writes, under ``call_schema(allow_no_call=True)``, to call no tool."""
 
 
 @dataclass(frozen=True)
@@ -131,10 +134,22 @@ class ToolRegistry:
         """The OpenAI ``tools=[...]`` list, for servers that take it."""
         return [t.openai_schema() for t in self]
 
-    def call_schema(self, *, parallel: bool = False, max_calls: int = 8) -> dict[str, Any]:
-        """JSON Schema of one call (or, with ``parallel``, a non-empty list of calls)."""
+    def call_schema(
+        self, *, parallel: bool = False, max_calls: int = 8, allow_no_call: bool = False
+    ) -> dict[str, Any]:
+        """JSON Schema of one call (or, with ``parallel``, a non-empty list of calls).
+
+        With ``allow_no_call`` the model may also decline: one call may be
+        ``{"name": "none", "arguments": {}}`` (:data:`NO_CALL`) and a parallel list may be
+        empty. :meth:`calls_from_output` turns either form into a list of calls.
+        """
         if not self._tools:
             raise ToolDefinitionError("the registry has no tools", hint="add at least one tool")
+        if allow_no_call and NO_CALL in self._tools:
+            raise ToolDefinitionError(
+                f"a tool is named {NO_CALL!r}, which allow_no_call reserves for 'no call'",
+                hint="rename that tool",
+            )
         variants = [
             {
                 "type": "object",
@@ -147,10 +162,42 @@ class ToolRegistry:
             }
             for t in self
         ]
+        if allow_no_call and not parallel:
+            variants.append(
+                {
+                    "type": "object",
+                    "properties": {
+                        "name": {"const": NO_CALL},
+                        "arguments": {
+                            "type": "object",
+                            "properties": {},
+                            "additionalProperties": False,
+                        },
+                    },
+                    "required": ["name", "arguments"],
+                    "additionalProperties": False,
+                }
+            )
         one: dict[str, Any] = variants[0] if len(variants) == 1 else {"anyOf": variants}
         if not parallel:
             return one
-        return {"type": "array", "items": one, "minItems": 1, "maxItems": max_calls}
+        return {
+            "type": "array",
+            "items": one,
+            "minItems": 0 if allow_no_call else 1,
+            "maxItems": max_calls,
+        }
+
+    @staticmethod
+    def calls_from_output(value: Any) -> list[ToolCall]:
+        """The calls in a model's (parsed) output: one call, a list of calls, or none.
+
+        A :data:`NO_CALL` entry and an empty list mean "no call" and give ``[]``.
+        Raises ``TypeError`` for output that is not a call or a list of calls.
+        """
+        items = value if isinstance(value, list) else [value]
+        calls = [ToolCall.from_obj(v) for v in items]
+        return [c for c in calls if c.name != NO_CALL]
 
     def validate(self, call: ToolCall) -> str | None:
         """Why ``call`` is invalid (a message the model can act on), or None if it is valid."""

@@ -120,7 +120,7 @@ class Tool:
                 hint="add a docstring: the model reads it to decide when to call the tool",
             )
         try:
-            hints = typing.get_type_hints(fn)
+            hints = typing.get_type_hints(fn, include_extras=True)
         except NameError as exc:
             raise ToolDefinitionError(f"cannot resolve type hints of {fn.__name__}: {exc}") from exc
         fields: dict[str, Any] = {}
