@@ -1,0 +1,173 @@
+"""``ToolAgent``: each step one grammar-constrained JSON action, run through a ToolRegistry.
+
+The model reads the task, the tools (one signature line each) and the history rendered
+as ``action JSON`` / ``Observation: result`` turns, and writes one action under
+:func:`~slmkit.agents.actions.action_schema`: a call of a registered tool with valid
+arguments, several calls when ``parallel_calls`` is on, or the final answer. Tool
+errors (including arguments the registry rejects) come back as observations.
+
+Observations are shown to the model as user turns starting with ``Observation:`` rather
+than ``tool`` turns: SmolLM2-class chat templates have no tool role, and with one the
+135M model invents values instead of copying them from the result. The trajectory keeps
+the OpenAI form (``tool_calls`` and ``tool`` messages) for training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
+
+from slmkit.agents.actions import Action, action_schema, action_text, canonical_call, parse_action
+from slmkit.agents.config import AgentConfig, with_options
+from slmkit.agents.loop import Approval, LoopAgent
+from slmkit.agents.sampling import CallOutcome, Trial
+from slmkit.models import Candidate, ChatModel, Message
+from slmkit.tools import Tool, ToolCall, ToolRegistry
+from slmkit.tools.prompting import describe_tools, load_prompt
+
+__all__ = ["ToolAgent"]
+
+
+class ToolAgent(LoopAgent):
+    """A tool-calling agent (see the module docs).
+
+    >>> agent = ToolAgent(load_model("llamacpp:smollm2"), [calculator], max_steps=4)
+    >>> result = agent.run("What is 17 * 23?")          # doctest: +SKIP
+    >>> result.answer, result.metrics.schema_valid_rate  # doctest: +SKIP
+    """
+
+    kind: ClassVar[str] = "tool"
+
+    def __init__(
+        self,
+        model: ChatModel,
+        tools: ToolRegistry | Iterable[Tool | Callable[..., Any]] = (),
+        config: AgentConfig | None = None,
+        *,
+        approve: Approval | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(model, tools, with_options(AgentConfig, config, options), approve=approve)
+
+    def _system_prompt(self) -> str:
+        # The action shapes are written with bare `...` for values: the 135M model copies
+        # quoted placeholders ("<tool name>") verbatim, but fills in `...`.
+        cfg = self.config
+        lead = '"thought": ..., ' if cfg.thought else ""
+        call = '{"name": ..., "arguments": {...}}'
+        if cfg.parallel_calls:
+            call = f'{{{lead}"tool_calls": [{call}, ...]}}'
+        elif lead:
+            call = "{" + lead + call[1:]
+        return (
+            load_prompt("tool_agent.md", "slmkit.agents")
+            .replace("{call}", call)
+            .replace("{answer}", f'{{{lead}"final_answer": ...}}')
+            .replace("{tools}", describe_tools(self.registry) or "(none)")
+            .strip()
+        )
+
+    def _model_view(self, messages: list[Message]) -> list[Message]:
+        view: list[Message] = []
+        for m in messages:
+            if m["role"] == "assistant" and m.get("tool_calls"):
+                calls = [
+                    {
+                        "name": tc["function"]["name"],
+                        "arguments": _args(tc["function"]["arguments"]),
+                    }
+                    for tc in m["tool_calls"]
+                ]
+                text = action_text(
+                    thought=m.get("content") or None,
+                    calls=calls,
+                    parallel=self.config.parallel_calls,
+                )
+                view.append({"role": "assistant", "content": text})
+            elif m["role"] == "tool":
+                view.append({"role": "user", "content": f"Observation: {m['content']}"})
+            else:
+                view.append({"role": m["role"], "content": m.get("content") or ""})
+        return view
+
+    def _decode(self, step: int, exclude: frozenset[str]) -> dict[str, Any]:
+        cfg = self.config
+        schema = action_schema(
+            self.registry,
+            thought=cfg.thought,
+            thought_prefix=cfg.first_thought if step == 1 else None,
+            max_thought_chars=cfg.max_thought_chars,
+            max_answer_chars=cfg.max_answer_chars,
+            max_arg_chars=cfg.max_arg_chars,
+            parallel=cfg.parallel_calls,
+            max_calls=cfg.max_parallel_calls,
+            exclude=exclude,
+        )
+        return {"schema": schema, "max_tokens": cfg.max_tokens}
+
+    def _parse(self, candidate: Candidate) -> Action | None:
+        if not candidate.valid or not isinstance(candidate.parsed, dict):
+            return None
+        return parse_action(candidate.text, candidate.parsed)
+
+    def _run_call(
+        self, state: Mapping[str, Any], call: ToolCall
+    ) -> tuple[CallOutcome, list[dict[str, Any]]]:
+        r = self.registry.execute(call)
+        return CallOutcome(ok=r.ok, observation=r.content, duration_s=r.duration_s), []
+
+    def _trial(self, state: Mapping[str, Any], index: int, action: Action) -> Trial:
+        isolated = self.approve is None and not any(
+            c.name in self.config.side_effect_tools for c in action.calls
+        )
+        if not isolated:
+            # Side effects (or a pending human decision) forbid trying it: vote on the
+            # action itself, and run only the winner, for real, in `execute`.
+            ok = all(self.registry.validate(c) is None for c in action.calls)
+            return Trial(index, action, ok=ok, key=action.key())
+        outcomes = [self._run_call(state, c)[0] for c in action.calls]
+        key = "observations:" + "\x1f".join(o.observation for o in outcomes)
+        return Trial(index, action, ok=all(o.ok for o in outcomes), key=key, outcomes=outcomes)
+
+    def _action_messages(self, action: Action) -> list[Message]:
+        if action.final_answer is not None:
+            return [{"role": "assistant", "content": action.final_answer}]
+        return [
+            {
+                "role": "assistant",
+                "content": action.thought or "",
+                "tool_calls": [c.to_openai() for c in action.calls],
+            }
+        ]
+
+    def _observation_messages(self, call: ToolCall, outcome: CallOutcome) -> list[Message]:
+        return [
+            {
+                "role": "tool",
+                "tool_call_id": call.id,
+                "name": call.name,
+                "content": outcome.observation,
+            }
+        ]
+
+    def _repeat_exclusions(self, state: Mapping[str, Any], action: Action) -> frozenset[str]:
+        if not self.config.no_repeat or not action.calls:
+            return frozenset()
+        done = {
+            canonical_call(e["action"]["name"], e["action"]["arguments"])
+            for e in state.get("events", ())
+            if e.get("kind") == "observation" and e.get("ok")
+        }
+        if all(canonical_call(c.name, c.arguments) in done for c in action.calls):
+            return frozenset(c.name for c in action.calls)
+        return frozenset()
+
+
+def _args(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments)
+        except json.JSONDecodeError:
+            return arguments
+    return arguments

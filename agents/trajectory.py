@@ -1,0 +1,89 @@
+"""``Trajectory``: one agent run as data, the unit that collection writes and training reads.
+
+One JSON object per line::
+
+    {"id", "task", "messages", "tools", "reward", "metrics", "meta"}
+
+``messages`` are OpenAI chat messages: assistant turns carry ``tool_calls`` (arguments
+as a JSON string, as OpenAI sends them) and tool results are ``role: tool`` messages
+with the ``tool_call_id`` they answer. ``tools`` are the OpenAI tool schemas the agent
+had. :meth:`Trajectory.to_trl` gives the conversational tool-calling row TRL's SFT
+trainer reads (arguments as dicts, which Hugging Face chat templates expect).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from slmkit.models.chat_format import decode_arguments
+
+__all__ = ["Trajectory", "read_trajectories"]
+
+
+class Trajectory(BaseModel):
+    """A recorded agent run (see module docs for the format)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    task: dict[str, Any] = Field(default_factory=dict)
+    messages: list[dict[str, Any]] = Field(default_factory=list)
+    tools: list[dict[str, Any]] = Field(default_factory=list)
+    reward: float | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """One line of JSONL."""
+        return json.dumps(self.model_dump(mode="json"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> Trajectory:
+        return cls.model_validate_json(line)
+
+    def to_trl(self) -> dict[str, Any]:
+        """A TRL conversational row: ``{"messages": [...], "tools": [...]}``."""
+        messages = []
+        for m in self.messages:
+            m = dict(m)
+            if m.get("tool_calls"):
+                calls = []
+                for tc in m["tool_calls"]:
+                    fn = dict(tc.get("function", {}))
+                    fn["arguments"] = decode_arguments(fn.get("arguments", {}))
+                    calls.append({"type": "function", "function": fn})
+                m["tool_calls"] = calls
+            if m.get("content") is None:
+                m["content"] = ""
+            messages.append(m)
+        return {"messages": messages, "tools": self.tools}
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """Every tool call made, in order, as ``{"name", "arguments"}`` dicts."""
+        out = []
+        for m in self.messages:
+            for tc in m.get("tool_calls") or ():
+                fn = tc.get("function", {})
+                out.append(
+                    {"name": fn.get("name"), "arguments": decode_arguments(fn.get("arguments", {}))}
+                )
+        return out
+
+
+def read_trajectories(path: str | Path) -> Iterator[Trajectory]:
+    """Trajectories from a JSONL file; a torn last line (a killed writer) is skipped."""
+    with Path(path).open(encoding="utf-8") as f:
+        lines = f.readlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        if i == len(lines) - 1 and not line.endswith("\n"):
+            return
+        yield Trajectory.from_json(line)
