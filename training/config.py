@@ -1,0 +1,266 @@
+"""Configuration of SFT, GRPO and distillation runs (pydantic: every CLI flag is a field).
+
+Hardware-dependent options default to ``None`` and are resolved when a run starts
+(:meth:`SftConfig.resolved`, :meth:`RlConfig.resolved`): a GPU gets the Agent
+Distillation recipe (LoRA r=64, alpha=128 on all linear layers, lr 2e-4, 2 epochs, bf16
+where the card supports it); a CPU gets fp32 (CPUs without bf16 units run bf16 slower),
+a small adapter, a higher learning rate for the few steps a laptop can afford, and no
+gradient checkpointing (it trades compute, which a CPU lacks, for memory, which it has).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "STAGES",
+    "DistillConfig",
+    "Precision",
+    "RlConfig",
+    "SftConfig",
+    "default_device",
+    "resolve_precision",
+]
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+
+STAGES: tuple[str, ...] = ("collect", "filter", "sft", "eval", "report")
+"""The stages of ``distill``, in order; each writes ``<run>/<stage>/status.json``."""
+
+
+def default_device() -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "bf16", "fp16"]:
+    """``auto``: bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU."""
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+class SftConfig(BaseModel):
+    """Fine-tuning a student on agent trajectories (:func:`~slmkit.training.sft`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning")
+    lora_r: int | None = Field(None, ge=1, description="LoRA rank (None: 64 on GPU, 16 on CPU)")
+    lora_alpha: int | None = Field(None, ge=1, description="LoRA alpha (None: 2 x rank)")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    lora_target_modules: str | list[str] = Field(
+        "all-linear", description="modules that get adapters (PEFT syntax)"
+    )
+    lora_top_layers: int | None = Field(
+        None,
+        ge=1,
+        description="adapters on the top N transformer layers only (None: all). Backward "
+        "then stops there, which halves a CPU step; GPUs keep all layers",
+    )
+    learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="peak learning rate (None: 2e-4 on GPU, 1e-3 LoRA / 1e-4 full on CPU)",
+    )
+    epochs: float = Field(2.0, gt=0, description="passes over the trajectories")
+    max_steps: int = Field(-1, description="optimizer steps; > 0 overrides epochs")
+    batch_size: int | None = Field(
+        None, ge=1, description="sequences per device step (None: 8 GPU, 4 CPU)"
+    )
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    max_length: int = Field(1024, ge=32, description="longest training sequence (tokens)")
+    precision: Precision = Field("auto", description="auto | fp32 | bf16 | fp16")
+    gradient_checkpointing: bool | None = Field(
+        None, description="recompute activations (None: on for GPU, off for CPU)"
+    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of steps warming up")
+    lr_scheduler: str = Field("cosine", description="transformers scheduler name")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    save_steps: int = Field(25, ge=1, description="checkpoint every N steps (for resume)")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
+    logging_steps: int = Field(1, ge=1, description="log the loss every N steps")
+    seed: int = Field(0, description="training seed")
+    merge: bool = Field(False, description="merge the LoRA adapter into the saved model")
+    system_prompt: str | None = Field(
+        None,
+        description="replace the header of each trajectory's system prompt with this text "
+        "(its tool list is kept); the student must then run with the same prompt",
+    )
+    device: str | None = Field(None, description="cuda | cpu (None: cuda when available)")
+    report_to: list[str] = Field(
+        default_factory=list, description="trackers: wandb, tensorboard..."
+    )
+    progress: bool = Field(True, description="show progress bars")
+
+    def resolved(self) -> SftConfig:
+        """A copy with every ``None`` hardware default filled in for this machine."""
+        device = self.device or default_device()
+        gpu = device.startswith("cuda")
+        r = self.lora_r or (64 if gpu else 16)
+        lr = self.learning_rate or (2e-4 if gpu else (1e-3 if self.method == "lora" else 1e-4))
+        return self.model_copy(
+            update={
+                "device": device,
+                "lora_r": r,
+                "lora_alpha": self.lora_alpha or 2 * r,
+                "learning_rate": lr,
+                "batch_size": self.batch_size or (8 if gpu else 4),
+                "gradient_checkpointing": gpu
+                if self.gradient_checkpointing is None
+                else self.gradient_checkpointing,
+                "precision": resolve_precision(self.precision, device),
+            }
+        )
+
+
+class RlConfig(BaseModel):
+    """GRPO over an slmkit environment (see :func:`~slmkit.training.rl`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str = Field("bfcl:simple", description="environment name (load_env)")
+    env_options: dict[str, Any] = Field(default_factory=dict, description="environment options")
+    split: str = Field("train", description="task split trained on")
+    n: int | None = Field(32, ge=1, description="tasks trained on (None: the whole split)")
+    model: str = Field(
+        "smollm2", description="policy: HF folder, embedded alias or transformers: spec"
+    )
+    agent_options: dict[str, Any] = Field(
+        default_factory=dict, description="AgentConfig fields of the rollouts"
+    )
+    rollout: Literal["agent", "trl"] = Field(
+        "agent",
+        description="agent: slmkit's agent loop (any model, grammar-constrained actions); "
+        "trl: TRL's environment_factory tool loop (models with a tool-calling chat template)",
+    )
+    num_generations: int = Field(4, ge=2, description="rollouts per task (the GRPO group)")
+    max_steps: int = Field(8, ge=1, description="GRPO optimizer steps")
+    batch_size: int | None = Field(
+        None, ge=1, description="rollouts per device step (None: num_generations)"
+    )
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    learning_rate: float | None = Field(None, gt=0, description="None: 1e-5 GPU, 5e-5 CPU")
+    beta: float = Field(0.04, ge=0, description="KL coefficient against the reference policy")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of rollouts")
+    max_completion_length: int = Field(256, ge=8, description="tokens of one rollout's completion")
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning")
+    lora_r: int | None = Field(None, ge=1, description="LoRA rank (None: 64 GPU, 16 CPU)")
+    lora_alpha: int | None = Field(None, ge=1, description="LoRA alpha (None: 2 x rank)")
+    precision: Precision = Field("auto", description="auto | fp32 | bf16 | fp16")
+    use_vllm: bool | None = Field(
+        None, description="generate with colocated vLLM (None: when on GPU with vLLM installed)"
+    )
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vLLM's share")
+    save_steps: int = Field(25, ge=1, description="checkpoint every N steps (for resume)")
+    logging_steps: int = Field(1, ge=1, description="log every N steps")
+    seed: int = Field(0, description="seed")
+    merge: bool = Field(True, description="merge the LoRA adapter into the saved policy")
+    device: str | None = Field(None, description="cuda | cpu (None: cuda when available)")
+    run_dir: Path | None = Field(None, description="run folder (None: runs/rl-<timestamp>)")
+    runs_root: Path = Field(Path("runs"), description="where new run folders go")
+    eval_n: int = Field(0, ge=0, description="held-out tasks evaluated before and after (0: skip)")
+    eval_split: str = Field("test", description="split of the evaluation")
+    report_to: list[str] = Field(default_factory=list, description="trackers")
+    progress: bool = Field(True, description="show progress bars")
+
+    def resolved(self) -> RlConfig:
+        """A copy with every ``None`` hardware default filled in for this machine."""
+        device = self.device or default_device()
+        gpu = device.startswith("cuda")
+        r = self.lora_r or (64 if gpu else 16)
+        use_vllm = self.use_vllm
+        if use_vllm is None:
+            import importlib.util
+
+            use_vllm = gpu and importlib.util.find_spec("vllm") is not None
+        return self.model_copy(
+            update={
+                "device": device,
+                "lora_r": r,
+                "lora_alpha": self.lora_alpha or 2 * r,
+                "learning_rate": self.learning_rate or (1e-5 if gpu else 5e-5),
+                "batch_size": self.batch_size or self.num_generations,
+                "precision": resolve_precision(self.precision, device),
+                "use_vllm": use_vllm,
+            }
+        )
+
+
+def _distill_sft_default() -> SftConfig:
+    # A merged student is a plain HF folder: transformers, vLLM and the GGUF export take it.
+    return SftConfig(merge=True)
+
+
+class DistillConfig(BaseModel):
+    """Everything one ``agentctl distill`` run needs; ``--config distill.yaml`` holds it.
+
+    The defaults are the laptop run: the embedded SmolLM2-135M teaches itself with more
+    test-time compute (``samples`` attempts per task, kept only when the environment's
+    reward verifies them) on BFCL ``simple`` and ``multiple`` training items, and the
+    student is measured before and after on held-out ``simple`` items.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_dir: Path | None = Field(None, description="run folder (None: <runs_root>/distill-<time>)")
+    runs_root: Path = Field(Path("runs"), description="where new run folders go")
+    # data
+    train_envs: list[str] = Field(
+        default_factory=lambda: ["bfcl:simple", "bfcl:multiple"],
+        description="environments the teacher collects on",
+    )
+    train_split: str = Field("train", description="split the teacher collects on")
+    train_n: int | None = Field(40, ge=1, description="tasks per training environment (None: all)")
+    eval_env: str = Field("bfcl:simple", description="environment of the held-out evaluation")
+    eval_split: str = Field("test", description="held-out split (never collected on)")
+    eval_n: int | None = Field(60, ge=1, description="held-out tasks (None: the whole split)")
+    env_options: dict[str, Any] = Field(default_factory=dict, description="environment options")
+    # teacher
+    teacher: str = Field("llamacpp:smollm2", description="teacher ChatModel spec")
+    teacher_options: dict[str, Any] = Field(
+        default_factory=dict, description="teacher backend options"
+    )
+    teacher_agent: Literal["tool", "gold"] = Field(
+        "tool",
+        description="tool: the teacher model as a ToolAgent; gold: the environment's "
+        "reference actions replayed (an oracle teacher, and fast tests)",
+    )
+    samples: int = Field(4, ge=1, description="teacher attempts per task (rejection sampling)")
+    sample_temperature: float = Field(0.7, gt=0, description="temperature of sampled attempts")
+    first_thought_prefix: str | None = Field(
+        None, description="the teacher's first thought starts with this (Agent Distillation)"
+    )
+    agent_options: dict[str, Any] = Field(
+        default_factory=dict, description="AgentConfig fields for teacher and student"
+    )
+    # filter
+    keep_recovered_errors: bool = Field(
+        True, description="keep successful runs that had a failed tool call on the way"
+    )
+    max_per_task: int = Field(1, ge=1, description="trajectories kept per task")
+    # student
+    student: str = Field("smollm2", description="HF folder, embedded alias or transformers: spec")
+    student_system_prompt: Literal["agent", "short"] | str = Field(
+        "agent",
+        description="agent: the agent's own prompt; short: a one-line header plus the tool "
+        "list; any other text: that header",
+    )
+    sft: SftConfig = Field(default_factory=_distill_sft_default, description="SFT options")
+    eval_backend: Literal["transformers", "llamacpp"] = Field(
+        "transformers",
+        description="how the students before and after run: transformers (the HF folders "
+        "as trained), or llamacpp (both exported to F16 GGUF the same way)",
+    )
+    eval_workers: int | None = Field(None, ge=1, description="concurrent eval episodes")
+    seed: int = Field(0, description="seed of collection and training")
+    progress: bool = Field(True, description="show progress bars")

@@ -1,0 +1,294 @@
+"""``sft``: fine-tune a student on agent trajectories with TRL, loss on the agent's tokens.
+
+::
+
+    from slmkit.training import sft, SftConfig
+    path = sft("runs.jsonl", model="smollm2", out_dir="student", config=SftConfig(epochs=2))
+    # load_model(f"transformers:{path}") serves it
+
+The trajectories become conversations exactly as the agent sees them
+(:mod:`slmkit.training.data`), TRL's ``SFTTrainer`` trains with
+``assistant_only_loss=True`` under a template with ``{% generation %}`` blocks (system
+prompt, task and observations are context, never targets), LoRA by default (PEFT).
+Checkpoints go to a work folder next to the output so a killed run resumes from the
+last one; the finished model is written to a temporary folder and renamed into place,
+so a folder that exists is complete. Its tokenizer keeps the model's inference template.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from slmkit.agents import Trajectory, read_trajectories
+from slmkit.models import EMBEDDED_MODELS, parse_spec
+from slmkit.training.config import SftConfig
+from slmkit.training.data import (
+    assistant_token_mask,
+    check_rendering,
+    to_rows,
+    training_chat_template,
+)
+from slmkit.training.errors import TrainingError
+from slmkit.training.student import STUDENT_META, read_student_meta
+
+__all__ = ["agent_token_loss", "resolve_student", "save_model", "sft", "source_gguf"]
+
+
+def resolve_student(model: str) -> Path:
+    """The local HF folder of a student: a folder, ``transformers:<folder>`` or an alias.
+
+    Embedded aliases (``smollm2``) are converted from their GGUF once and cached.
+    """
+    target = model
+    if ":" in model and not Path(model).exists():
+        backend, target = parse_spec(model)
+        if backend != "transformers":
+            raise TrainingError(
+                f"the student must be an HF model, not a {backend}: spec ({model})",
+                hint="pass a local HF folder, transformers:<folder>, or smollm2",
+            )
+    if target in EMBEDDED_MODELS:
+        from slmkit.models.hf import convert_embedded
+
+        return convert_embedded(target)
+    path = Path(target).expanduser()
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise TrainingError(
+            f"{target!r} is not a local HF model folder",
+            hint="training is offline: download the model once (huggingface-cli download) "
+            "and pass its folder, or use the embedded smollm2",
+        )
+    return path
+
+
+def source_gguf(folder: Path) -> str | None:
+    """The GGUF an HF folder was converted from (through any chain of students)."""
+    meta = read_student_meta(folder)
+    if meta.get("source_gguf"):
+        return str(meta["source_gguf"])
+    marker = folder / ".complete"
+    if marker.is_file():
+        try:
+            src = json.loads(marker.read_text()).get("source")
+        except (json.JSONDecodeError, AttributeError):
+            return None
+        return str(src) if src else None
+    return None
+
+
+def _load_trajectories(data: Iterable[Trajectory] | str | Path) -> list[Trajectory]:
+    if isinstance(data, str | Path):
+        path = Path(data)
+        if not path.is_file():
+            raise TrainingError(f"no trajectory file {path}", hint="collect trajectories first")
+        return list(read_trajectories(path))
+    return list(data)
+
+
+def _dtype(precision: str) -> Any:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def _lora(cfg: SftConfig, n_layers: int) -> Any:
+    from peft import LoraConfig
+
+    layers = None
+    if cfg.lora_top_layers is not None and cfg.lora_top_layers < n_layers:
+        layers = list(range(n_layers - cfg.lora_top_layers, n_layers))
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.lora_target_modules,
+        layers_to_transform=layers,
+        task_type="CAUSAL_LM",
+    )
+
+
+def _trl_args(cfg: SftConfig, checkpoints: Path) -> Any:
+    from trl import SFTConfig as TrlSFTConfig
+
+    device = cfg.device or "cpu"
+    return TrlSFTConfig(
+        output_dir=str(checkpoints),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        seed=cfg.seed,
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
+        use_cpu=not device.startswith("cuda"),
+        gradient_checkpointing=bool(cfg.gradient_checkpointing),
+        assistant_only_loss=True,
+        max_length=cfg.max_length,
+        packing=False,
+        report_to=cfg.report_to or "none",
+        disable_tqdm=not cfg.progress,
+        dataloader_num_workers=0,
+    )
+
+
+def sft(
+    trajectories: Iterable[Trajectory] | str | Path,
+    *,
+    model: str = "smollm2",
+    out_dir: str | Path,
+    config: SftConfig | None = None,
+    work_dir: str | Path | None = None,
+    callbacks: list[Any] | None = None,
+) -> Path:
+    """Fine-tune ``model`` on ``trajectories``; return the saved model folder.
+
+    Args:
+        trajectories: Trajectory objects or a JSONL file of them (only successful,
+            well-formed runs should be here: see the ``filter`` stage of ``distill``).
+        model: the student (HF folder, ``transformers:<folder>``, or ``smollm2``).
+        out_dir: where the finished model goes (an HF folder ``load_model`` serves).
+        config: training options (hardware defaults resolved here).
+        work_dir: checkpoints and logs (default: ``<out_dir>.work`` beside it). A run
+            that finds a checkpoint there resumes from it.
+        callbacks: extra ``transformers.TrainerCallback``\\ s.
+
+    Raises:
+        TrainingError: no usable trajectories, or a student that cannot be trained.
+    """
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    cfg = (config or SftConfig()).resolved()
+    out = Path(out_dir)
+    work = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".work")
+    checkpoints = work / "checkpoints"
+    base = resolve_student(model)
+    trajs = _load_trajectories(trajectories)
+    conv = to_rows(trajs, system_prompt=cfg.system_prompt or "agent")
+    if not conv.rows:
+        raise TrainingError(
+            f"none of the {len(trajs)} trajectories can be trained on "
+            f"(dropped: {dict(conv.dropped) or 'none given'})",
+            hint="collect more tasks or samples (--samples K) so some runs succeed",
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    template = training_chat_template(tokenizer)
+    check_rendering(tokenizer, template, conv.rows)
+    train_tok = AutoTokenizer.from_pretrained(str(base))
+    train_tok.pad_token = tokenizer.pad_token
+    train_tok.chat_template = template
+
+    weights_dtype = _dtype(cfg.precision) if cfg.method == "lora" else _dtype("fp32")
+    student = AutoModelForCausalLM.from_pretrained(str(base), dtype=weights_dtype)
+    n_layers = int(getattr(student.config, "num_hidden_layers", 0) or 0)
+    peft_config = _lora(cfg, n_layers) if cfg.method == "lora" else None
+    dataset = Dataset.from_list([{"messages": r["messages"]} for r in conv.rows])
+    work.mkdir(parents=True, exist_ok=True)
+    trainer = SFTTrainer(
+        model=student,
+        args=_trl_args(cfg, checkpoints),
+        train_dataset=dataset,
+        processing_class=train_tok,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    elapsed = time.perf_counter() - start
+    history = trainer.state.log_history
+    (work / "log_history.json").write_text(json.dumps(history, indent=1))
+
+    trained_tokens = sum(
+        sum(assistant_token_mask(train_tok, template, r["messages"])[1]) for r in conv.rows
+    )
+    meta = {
+        "base": str(base),
+        "source_gguf": source_gguf(base),
+        "method": cfg.method,
+        "merged": cfg.method == "full" or cfg.merge,
+        "system_prompt": cfg.system_prompt or "agent",
+        "trajectories": len(trajs),
+        "rows": len(conv.rows),
+        "dropped": dict(conv.dropped),
+        "agent_tokens": trained_tokens,
+        "resumed_from": last,
+        "train_loss": float(result.training_loss),
+        "losses": [h["loss"] for h in history if "loss" in h],
+        "steps": int(trainer.state.global_step),
+        "train_s": round(elapsed, 3),
+        "config": cfg.model_dump(mode="json"),
+    }
+    return save_model(trainer.model, tokenizer, out, meta, merge=cfg.method == "lora" and cfg.merge)
+
+
+def save_model(model: Any, tokenizer: Any, out: Path, meta: dict[str, Any], *, merge: bool) -> Path:
+    """Save a trained model as an HF folder with its ``slmkit_student.json``, atomically.
+
+    Written to ``<out>.tmp`` and renamed, so a folder at ``out`` is always complete.
+    ``merge`` folds a LoRA adapter into the weights (a plain model any backend loads);
+    without it the folder holds the adapter, which transformers loads over its base.
+    """
+    if merge and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))  # the inference template, not the training one
+    (tmp / STUDENT_META).write_text(json.dumps(meta, indent=1))
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def agent_token_loss(
+    model_dir: str | Path,
+    trajectories: Iterable[Trajectory] | str | Path,
+    *,
+    system_prompt: str = "agent",
+) -> float:
+    """Mean cross-entropy of ``model_dir`` on the agent's tokens of ``trajectories``.
+
+    The same tokens :func:`sft` trains on (assistant turns only), so a before/after pair
+    shows what training did to exactly the data it saw.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_student(str(model_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    template = training_chat_template(tokenizer)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+    model.eval()
+    rows = to_rows(_load_trajectories(trajectories), system_prompt=system_prompt).rows
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for row in rows:
+            ids, mask = assistant_token_mask(tokenizer, template, row["messages"])
+            labels = [t if m else -100 for t, m in zip(ids, mask, strict=True)]
+            out = model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]))
+            n = sum(mask) - (1 if mask and mask[0] else 0)
+            total += float(out.loss) * max(n, 1)
+            count += max(n, 1)
+    if not count:
+        raise TrainingError("no agent tokens to score", hint="pass trajectories with actions")
+    return total / count
