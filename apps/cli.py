@@ -116,10 +116,16 @@ def tools_run(
     timeout_s: Annotated[float, typer.Option(min=0.1)] = 10.0,
 ) -> None:
     """Run a built-in tool directly, e.g. `agentctl tools run python "print(2**10)"`."""
-    from slmkit.tools import PythonSandbox, evaluate_arithmetic
+    from slmkit.tools import PythonSandbox, ToolError, evaluate_arithmetic
 
     if name == "calculator":
-        console.print(evaluate_arithmetic(source))
+        try:
+            console.print(evaluate_arithmetic(source))
+        except (ValueError, ArithmeticError) as exc:
+            raise ToolError(
+                f"calculator: {exc}",
+                hint="use numbers, + - * / // % ** and functions like sqrt(2), e.g. '37 * 42'",
+            ) from exc
         return
     if name != "python":
         raise SlmkitError(f"unknown tool {name!r}", hint="built-in tools: calculator, python")
@@ -142,6 +148,17 @@ def demo_call(model: ModelOpt = DEFAULT_SPEC) -> None:
     from slmkit.apps.demo_call import run_demo_call
 
     run_demo_call(model, console)
+
+
+def _register_commands() -> None:
+    """Commands of the upper layers live beside their own code, each with a register()."""
+    from slmkit.apps import cli_rag, cli_run, cli_sim, cli_train
+
+    for module in (cli_rag, cli_run, cli_sim, cli_train):
+        module.register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

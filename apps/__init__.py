@@ -1,0 +1,3 @@
+"""slmkit.apps (in progress)."""
+
+__all__: list[str] = []
