@@ -31,6 +31,7 @@ from rich.table import Table
 from slmkit.models import DEFAULT_SPEC, SlmkitError
 from slmkit.retrieval import ChunkingConfig, CitedAnswer, Document, Index, RetrievalError
 from slmkit.retrieval.documents import SUPPORTED_SUFFIXES, load_path
+from slmkit.retrieval.manifest import MANIFEST_NAME
 
 __all__ = ["AskConfig", "IndexConfig", "print_answer", "register"]
 
@@ -194,6 +195,16 @@ def index_command(
             "add": add,
         },
     )
+    if cfg.add and cfg.overwrite:
+        raise SlmkitError("--add and --overwrite contradict each other", hint="pick one")
+    exists = (cfg.out / MANIFEST_NAME).exists()
+    if exists and not (cfg.add or cfg.overwrite):
+        raise RetrievalError(
+            f"an index already exists at {cfg.out}",
+            hint="pass --add to add these files to it, or --overwrite to replace it",
+        )
+    if cfg.add and not exists:
+        raise RetrievalError(f"no index at {cfg.out} to add to", hint="leave out --add")
     started = time.perf_counter()
     files, skipped = _expand(cfg.paths)
     docs, failures = _load_documents(files)

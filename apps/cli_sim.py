@@ -235,6 +235,7 @@ def register(app: typer.Typer) -> None:
         ] = "test",
         limit: Annotated[int, typer.Option(min=1, help="tasks to replay")] = 3,
         max_calls: Annotated[int | None, typer.Option(help="calls per task at most")] = None,
+        rereads: Annotated[int, typer.Option(help="reads repeated per task (consistency)")] = 1,
         allow_errors: Annotated[bool, typer.Option(help="let the simulator answer errors")] = True,
         max_output_tokens: Annotated[
             int, typer.Option(help="budget of one simulated output")
@@ -264,6 +265,7 @@ def register(app: typer.Typer) -> None:
                 sim,
                 tasks,
                 max_calls=max_calls,
+                rereads=rereads,
                 on_call=lambda s: status.update(f"{s['task']}: {s['call']['name']}"),
             )
         md = fidelity_markdown(report)
@@ -331,6 +333,9 @@ def register(app: typer.Typer) -> None:
             raise SlmkitError(
                 f"{real.name}'s tools change per task", hint="export a fixed-tool env"
             )
-        specs = tools_to_json([t for t in real.tools() if t.name != "send_message_to_user"])
+        tools = [t for t in real.tools() if t.name != "send_message_to_user"]
+        writes = real.mutating_tools()
+        declared = None if writes is None else {t.name: t.name in writes for t in tools}
+        specs = tools_to_json(tools, declared)
         out.write_text(json.dumps(specs, indent=2, ensure_ascii=False), encoding="utf-8")
         err.print(f"wrote {len(specs)} tools to {out}")

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from slmkit.models import DEFAULT_SPEC, ChatModel, SlmkitError, cache_dir
 from slmkit.retrieval import Citation, CitedAnswer, Document, Embedder, Index, Passage, answer
 from slmkit.retrieval.documents import SUPPORTED_SUFFIXES, load_path
+from slmkit.retrieval.manifest import MANIFEST_NAME
 
 __all__ = [
     "DemoConfig",
@@ -113,7 +114,7 @@ def default_index(
         digest.update(doc.id.encode() + b"\0" + doc.text.encode("utf-8", "surrogatepass"))
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     folder = cache_dir("demo-index") / f"pydoc-py{version}-{digest.hexdigest()[:12]}"
-    if not rebuild and (folder / "manifest.json").exists():
+    if not rebuild and (folder / MANIFEST_NAME).exists():
         try:
             return Index.load(folder, embedder=emb)
         except SlmkitError as exc:
@@ -277,7 +278,8 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
     import gradio as gr
 
     cfg = config or DemoConfig()
-    pydoc = index.path.name.startswith("pydoc")
+    ids = index.sources()
+    pydoc = bool(ids) and all(i.startswith("pydoc:") for i in ids)
     corpus_label = "the Python language reference" if pydoc else str(index.path)
 
     def respond(

@@ -36,7 +36,8 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_SPEC, help="simulator model spec")
     parser.add_argument("--tasks", type=int, default=3, help="test tasks to replay")
     parser.add_argument("--max-calls", type=int, default=3, help="calls per task at most")
-    parser.add_argument("--max-output-tokens", type=int, default=256)
+    parser.add_argument("--max-output-tokens", type=int, default=320)
+    parser.add_argument("--rereads", type=int, default=1, help="reads repeated per task")
     parser.add_argument(
         "--modes",
         default="no-errors,errors",
@@ -65,6 +66,7 @@ def main() -> None:
             sim,
             tasks,
             max_calls=args.max_calls,
+            rereads=args.rereads,
             on_call=lambda s: print(
                 f"  {s['task']} {s['call']['name']}: valid={s['schema_valid']} "
                 f"real_ok={s['real_ok']} sim_ok={s['sim_ok']} fields={s['field_agreement']}",
@@ -81,7 +83,7 @@ def main() -> None:
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()} "
         f"({os.cpu_count()} CPUs, shared with other jobs), `{__file__.split('/')[-1]}` with "
         f"--tasks {args.tasks} --max-calls {args.max_calls} "
-        f"--max-output-tokens {args.max_output_tokens}.",
+        f"--max-output-tokens {args.max_output_tokens} --rereads {args.rereads}.",
         "",
         "The gold actions of tau2 retail test tasks are replayed against tau2's real tools "
         "and against the simulator built from the same tool schemas (with output schemas) "

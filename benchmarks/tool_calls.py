@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -387,7 +386,7 @@ def run_rows(
     variant: Variant,
     progress: Progress,
 ) -> list[Row]:
-    rows = []
+    rows: list[Row] = []
     for cat in categories:
         items = load_bfcl(cat, limit=limit)
         task = progress.add_task(cat, total=len(items) * len(modes))
@@ -590,4 +589,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -12,6 +12,16 @@ its source::
 
 Every :class:`Passage` carries character offsets into its source document, which
 :meth:`Index.document` returns, so any citation can be checked against the source.
+
+Answer with citations whose quotes are decoded under a verbatim constraint and then
+verified against the source (``answer``), and score them (``citation_metrics``)::
+
+    from slmkit.models import load_model
+    from slmkit.retrieval import answer, citation_metrics
+
+    ans = answer("how do I install it?", index, load_model("llamacpp:smollm2"))
+    print(ans.text, [(c.marker, c.quote, c.verified) for c in ans.citations])
+    print(citation_metrics([ans]).rows())
 """
 
 from .base import Passage, Retriever

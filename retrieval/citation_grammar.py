@@ -20,14 +20,16 @@ passage. Quotes never contain ``"`` (it closes the quote) and never cross a blan
 passage is split at both into *segments*, and the quote is a substring of one of them,
 intersected with a length and word-boundary regex so quotes stay short and readable.
 
-A sentence is one lexeme that runs up to and including the `` [`` that opens its
-marker: ``[`` cannot occur inside it, so the sentence ends exactly where the model opens
-a citation, a full stop must come right before (numbers like ``1.25`` stay possible),
-and the length is capped at ``max_sentence_chars`` so a small model that never gets to
-a citation is made to (it would otherwise repeat itself until the token budget runs
-out, leaving nothing to parse). The refusal is a lazy lexeme, so it can share its first
-words with an ordinary sentence ("The sources ...") without the lexer choosing between
-them too early.
+A sentence is one lexeme that runs up to and including the ``. [`` that opens its
+marker. Inside it a full stop must be followed by a non-space (``1.25``, ``os.path``),
+so the first full stop followed by a space ends the sentence and the citation must
+follow: one sentence, one citation. Its length is capped (``max_sentence_chars``) so a
+small model that never gets to a full stop is made to; otherwise it repeats itself
+until the token budget runs out, leaving nothing to parse. (An abbreviation such as
+"e.g. " also ends a sentence: a price worth paying.)
+
+The refusal is a lazy lexeme, so it can share its first words with an ordinary sentence
+("The sources ...") without the lexer choosing between them too early.
 
 The parser lives next to the grammar so the two cannot drift apart; it also accepts
 *unconstrained* output (a model without grammar support) and then reports malformed or
@@ -59,7 +61,7 @@ MIN_QUOTE_CHARS = 20
 """Shorter quotes ("The simple form") rarely carry the evidence a sentence needs."""
 MAX_QUOTE_CHARS = 160
 """Longer quotes cost tokens and stop being a pointer into the source."""
-MAX_SENTENCE_CHARS = 240
+MAX_SENTENCE_CHARS = 200
 """A sentence this long without a citation is rambling; the grammar ends it."""
 
 _SEGMENT_BREAK = re.compile(r'"|\n[^\S\n]*\n')
@@ -113,6 +115,7 @@ def citation_grammar(
         raise ValueError("need 2 <= min_quote_chars <= max_quote_chars")
     if max_sentence_chars < 8:
         raise ValueError("max_sentence_chars must be >= 8")
+    # Counted in units of one character, or two for an inner full stop and what follows.
     rules: list[str] = []
     cites: list[str] = []
     for number, text in enumerate(passages, start=1):
@@ -130,7 +133,7 @@ def citation_grammar(
         *(["start: refusal | answer", refusal] if allow_refusal else ["start: answer"]),
         f'answer: claim ("\\n" claim){{0,{max_sentences - 1}}}',
         "claim: sentence cite",
-        rf"sentence[lazy]: /[A-Z][^\n\[\]]{{0,{max_sentence_chars - 3}}}[^\s\[\]][.] \[/",
+        rf"sentence[lazy]: /[A-Z](?:[^\n\[\].]|\.[^\s\[\].]){{0,{max_sentence_chars}}}\. \[/",
         "cite: " + " | ".join(cites),
     ]
     return "\n".join([*head, *rules]) + "\n"

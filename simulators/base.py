@@ -285,6 +285,14 @@ class Environment(ABC):
         """Agent options the task format needs (merged under the user's own options)."""
         return {}
 
+    def domain_text(self) -> str:
+        """A description or policy of the domain (what a simulator of this env reads)."""
+        return ""
+
+    def mutating_tools(self) -> set[str] | None:
+        """Names of the tools that change state, when the env knows (None: it does not)."""
+        return None
+
     def prompt_text(self, messages: Sequence[Message]) -> str:
         """The first messages as one task text (for agents that take a string task)."""
         return "\n\n".join(str(m.get("content") or "") for m in messages if m.get("content"))

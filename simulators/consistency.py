@@ -34,6 +34,10 @@ def _is_id_key(key: str) -> bool:
     return key == "id" or key.endswith("_id")
 
 
+def _is_id(key: str, value: Any) -> bool:
+    return _is_id_key(key) and isinstance(value, str | int) and not isinstance(value, bool)
+
+
 def records(value: Any) -> Iterator[dict[str, Any]]:
     """Every JSON object inside ``value`` (itself included), depth first."""
     if isinstance(value, dict):
@@ -119,11 +123,13 @@ class Observation:
 def entity_conflicts(observations: Sequence[Observation]) -> tuple[int, int, list[str]]:
     """``(comparisons, conflicts, examples)`` over the entities observed in an episode.
 
-    A record's entity is its first id key and that key's value. Each pair of consecutive
-    observations of one entity is compared on their shared scalar fields; a mutating
-    call between them resets the comparison (the entity may legitimately have changed).
+    A record's entity is the set of its id fields (``*_id``/``id``) and their values, so
+    two items of one product in an order (same ``product_id``, different ``item_id``) are
+    two entities, never a false conflict. Each pair of consecutive observations of one
+    entity is compared on their shared scalar fields; a mutating call between them
+    resets the comparison (the entity may legitimately have changed).
     """
-    last: dict[tuple[str, Any], dict[str, Any]] = {}
+    last: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
     comparisons = conflicts = 0
     examples: list[str] = []
     for obs in observations:
@@ -131,21 +137,23 @@ def entity_conflicts(observations: Sequence[Observation]) -> tuple[int, int, lis
             last.clear()
         for rec in records(obs.output):
             fields = {k: v for k, v in rec.items() if isinstance(v, _SCALARS)}
-            key = next((k for k in rec if _is_id_key(k)), None)  # the record's own id
-            if key is None or not isinstance(fields.get(key), str | int):
+            ids = tuple(
+                sorted(
+                    (k, v) for k, v in fields.items() if _is_id_key(k) and isinstance(v, str | int)
+                )
+            )
+            if not ids:
                 continue
-            entity = (key, fields[key])
-            before = last.get(entity)
+            before = last.get(ids)
             if before is not None:
                 for field, v in fields.items():
-                    if field in before and field != key:
+                    if field in before and not _is_id_key(field):
                         comparisons += 1
                         if before[field] != v:
                             conflicts += 1
                             if len(examples) < 5:
-                                examples.append(
-                                    f"{key}={entity[1]}: {field} was {before[field]!r}, "
-                                    f"then {v!r} ({obs.tool})"
-                                )
-            last[entity] = fields
+                                name = ", ".join(f"{k}={x}" for k, x in ids)
+                                was = before[field]
+                                examples.append(f"{name}: {field} {was!r} -> {v!r} ({obs.tool})")
+            last[ids] = fields
     return comparisons, conflicts, examples

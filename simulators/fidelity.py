@@ -11,9 +11,11 @@ in a real and a simulated episode side by side and measures:
 * **field agreement**: where both succeed, the share of the real output's leaf values
   (``order.items[0].price``) the simulator reproduced at the same path;
 * **consistency**: within each simulated episode, observations of one entity that agree
-  (see :func:`~slmkit.simulators.consistency.entity_conflicts`); the same measure on the
-  real outputs is reported too, as a check of the measure itself (real data should
-  never conflict).
+  (see :func:`~slmkit.simulators.consistency.entity_conflicts`). Gold action sequences
+  rarely read one entity twice, so the first ``rereads`` read-only calls of each task
+  are repeated at once with the simulator's cache cleared: the model (with its schema
+  pins) must reproduce what it just said. The same measure on the real outputs is reported too, as a
+  check of the measure itself (real data never conflicts).
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class FidelityReport(BaseModel):
     model: str
     tasks: int = 0
     calls: int = 0
+    rereads: int = 0
     schema_valid_rate: float | None = None
     error_agreement_rate: float | None = None
     field_agreement: float | None = None
@@ -140,6 +143,7 @@ def measure_fidelity(
     tasks: Iterable[Task],
     *,
     max_calls: int | None = None,
+    rereads: int = 1,
     on_call: Callable[[dict[str, Any]], None] | None = None,
 ) -> FidelityReport:
     """Replay each task's gold actions against ``real`` and ``sim`` (module docs).
@@ -149,6 +153,9 @@ def measure_fidelity(
         sim: a simulator of it (e.g. :meth:`SimulatedEnvironment.from_environment`).
         tasks: tasks of ``real`` that have gold actions.
         max_calls: replay at most this many calls per task.
+        rereads: per task, repeat this many read-only calls that returned records right
+            after they ran, the simulator's cache cleared, to measure consistency on
+            entities seen twice.
         on_call: called with each compared call (progress).
     """
     started = time.perf_counter()
@@ -166,20 +173,25 @@ def measure_fidelity(
         real.reset(task)
         sim.reset({k: v for k, v in task.items() if k not in ("user", "user_scenario")})
         real_tools, sim_tools = real.tools(), sim.tools()
+        reread_left = rereads
         real_obs: list[Observation] = []
         sim_obs: list[Observation] = []
         for action in actions:
             call = {"name": action["name"], "arguments": dict(action["arguments"])}
             r = real_tools.execute(call)
+            logged = len(sim.log)
             s = sim_tools.execute(call)
             spec = sim.tool_specs[call["name"]]
+            entry = next((e for e in sim.log[logged:] if e.get("kind") == "tool"), {})
             s_out = s.output if s.ok else {"error": _sim_error(s.error)}
             stats = report.by_tool.setdefault(call["name"], ToolFidelity())
             stats.calls += 1
             report.calls += 1
             report.real_errors += int(not r.ok)
             report.sim_errors += int(not s.ok)
-            is_valid = _valid(s_out, spec, s.ok)
+            # the simulator's own output must validate; an invalid one never counts as a
+            # (valid) error, even though the agent is shown an error for it
+            is_valid = bool(entry.get("valid", True)) and _valid(s_out, spec, s.ok)
             valid += is_valid
             stats.schema_valid += is_valid
             same_error = r.ok == s.ok
@@ -197,6 +209,15 @@ def measure_fidelity(
                 real_obs.append(Observation(call["name"], mutating, r.output))
             if s.ok:
                 sim_obs.append(Observation(call["name"], mutating, s.output))
+            if s.ok and not mutating and reread_left > 0 and isinstance(s.output, dict | list):
+                # the same read again, the simulator's cache cleared: the model itself
+                # (helped only by its schema pins) must say the same thing again
+                reread_left -= 1
+                report.rereads += 1
+                sim.cache.clear()
+                again = sim_tools.execute(call)
+                if again.ok:
+                    sim_obs.append(Observation(call["name"], False, again.output))
             sample = {
                 "task": task["id"],
                 "call": call,
@@ -247,6 +268,7 @@ def fidelity_markdown(report: FidelityReport, *, title: str | None = None) -> st
         f"## {title or f'Simulator fidelity: {r.simulator} vs {r.env}'}",
         "",
         f"Simulator model `{r.model}`; {r.tasks} tasks, {r.calls} replayed calls "
+        f"and {r.rereads} re-reads "
         f"(real errors {r.real_errors}, simulated errors {r.sim_errors}); "
         f"{r.sim_prompt_tokens}+{r.sim_completion_tokens} simulator tokens; {r.elapsed_s:.0f} s.",
         "",

@@ -188,15 +188,13 @@ class SimulatedEnvironment(Environment):
         same episodes (that is how :mod:`slmkit.simulators.fidelity` compares them).
         """
         specs = [t for t in env.tools() if t.name != _TALK]
-        domain = getattr(getattr(env, "domain", None), "policy", "") or ""
-        writes = {}
-        is_write = getattr(getattr(env, "domain", None), "is_write_tool", None)
-        if callable(is_write):
-            writes = {t.name: bool(is_write(t.name)) for t in specs}
-        options.setdefault("mutating", writes)
+        writes = env.mutating_tools()
+        if writes is not None:
+            options.setdefault("mutating", {t.name: t.name in writes for t in specs})
         options.setdefault("name", f"sim:{env.name}")
-        options.setdefault("tasks", list(env.tasks(limit=None)) if not env.unbounded else None)
-        return cls(specs, model=model, domain=domain, **options)
+        options.setdefault("split", env.split)
+        options.setdefault("tasks", None if env.unbounded else list(env.tasks()))
+        return cls(specs, model=model, domain=env.domain_text(), **options)
 
     # -- tasks
 

@@ -162,8 +162,14 @@ class Tau2Env(Environment):
         return self.submitted or (self._user is not None and self._user.stopped)
 
     def agent_hints(self) -> dict[str, Any]:
-        writes = [n for n in self.domain.tool_names() if self.domain.is_write_tool(n)]
+        writes = sorted(self.mutating_tools() or ())
         return {"side_effect_tools": [*writes, "send_message_to_user"], "max_steps": 20}
+
+    def domain_text(self) -> str:
+        return self.domain.policy
+
+    def mutating_tools(self) -> set[str] | None:
+        return {n for n in self.domain.tool_names() if self.domain.is_write_tool(n)}
 
     @property
     def db_dump(self) -> dict[str, Any]:

@@ -6,7 +6,9 @@ import ast
 import math
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from slmkit.tools.tool import Tool, tool
 
@@ -51,6 +53,20 @@ _FUNCS: dict[str, Callable[..., Any]] = {
 _CONSTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 _MAX_POWER = 10_000
 _MAX_DIGITS = 4300
+_FUNC_NAMES = "|".join(sorted(_FUNCS, key=lambda w: (-len(w), w)))
+_CONST_NAMES = "|".join(sorted(_CONSTS, key=lambda w: (-len(w), w)))
+_OPEN = rf"(?:\(|(?:{_FUNC_NAMES})\()"
+_VALUE = rf"(?:[0-9]+(?:\.[0-9]+)?|(?:{_CONST_NAMES}))"
+_OP = r"(?:\*\*|//|[-+*/%^×÷,])"
+_OPERAND = rf"[-+]? *(?:{_OPEN} *[-+]? *)*{_VALUE} *(?:\) *)*"
+EXPRESSION_PATTERN = rf"^ *{_OPERAND}(?:{_OP} *{_OPERAND})*$"
+"""The shape of a calculator expression: operands (numbers, constants, calls of known
+functions, parentheses) joined by operators; it starts with an operand and ends with one.
+
+In the tool's schema it keeps a constrained model from writing prose or debris
+(``"37 * 42 is 1554"``, ``", 42, "``) into the expression: only text of this shape can be
+decoded. Parentheses are not counted (a regular expression cannot); the evaluator
+reports unbalanced ones."""
 
 
 def evaluate_arithmetic(expression: str) -> int | float:
@@ -99,7 +115,9 @@ def _eval(node: ast.AST) -> Any:
 
 
 @tool
-def calculator(expression: str) -> str:
+def calculator(
+    expression: Annotated[str, Field(min_length=1, max_length=200, pattern=EXPRESSION_PATTERN)],
+) -> str:
     """Evaluate an arithmetic expression and return the result.
 
     Args:

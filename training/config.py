@@ -220,10 +220,10 @@ class DistillConfig(BaseModel):
         description="environments the teacher collects on",
     )
     train_split: str = Field("train", description="split the teacher collects on")
-    train_n: int | None = Field(40, ge=1, description="tasks per training environment (None: all)")
+    train_n: int | None = Field(30, ge=1, description="tasks per training environment (None: all)")
     eval_env: str = Field("bfcl:simple", description="environment of the held-out evaluation")
     eval_split: str = Field("test", description="held-out split (never collected on)")
-    eval_n: int | None = Field(60, ge=1, description="held-out tasks (None: the whole split)")
+    eval_n: int | None = Field(50, ge=1, description="held-out tasks (None: the whole split)")
     env_options: dict[str, Any] = Field(default_factory=dict, description="environment options")
     # teacher
     teacher: str = Field("llamacpp:smollm2", description="teacher ChatModel spec")
@@ -235,7 +235,7 @@ class DistillConfig(BaseModel):
         description="tool: the teacher model as a ToolAgent; gold: the environment's "
         "reference actions replayed (an oracle teacher, and fast tests)",
     )
-    samples: int = Field(4, ge=1, description="teacher attempts per task (rejection sampling)")
+    samples: int = Field(3, ge=1, description="teacher attempts per task (rejection sampling)")
     sample_temperature: float = Field(0.7, gt=0, description="temperature of sampled attempts")
     first_thought_prefix: str | None = Field(
         None, description="the teacher's first thought starts with this (Agent Distillation)"

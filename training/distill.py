@@ -31,7 +31,7 @@ from slmkit.models import load_model
 from slmkit.training.config import STAGES, DistillConfig
 from slmkit.training.errors import TrainingError
 from slmkit.training.filtering import filter_trajectories
-from slmkit.training.stages import RunFolder, Stage, StageStatus, run_stages
+from slmkit.training.stages import RunFolder, Stage, StageStatus, is_main_process, run_stages
 
 __all__ = ["DistillResult", "distill", "distill_status", "new_run_dir"]
 
@@ -274,7 +274,8 @@ def distill(
     root = cfg.run_dir or new_run_dir(cfg.runs_root)
     cfg = cfg.model_copy(update={"run_dir": root})
     root.mkdir(parents=True, exist_ok=True)
-    (root / CONFIG_FILE).write_text(cfg.model_dump_json(indent=1), encoding="utf-8")
+    if is_main_process():
+        (root / CONFIG_FILE).write_text(cfg.model_dump_json(indent=1), encoding="utf-8")
     say = announce or (lambda stage, msg: None)
     pipe = _Pipeline(cfg, root, say)
     deps = _depends(cfg)

@@ -33,8 +33,8 @@ from slmkit.training.config import RlConfig
 from slmkit.training.distill import new_run_dir
 from slmkit.training.errors import TrainingError
 from slmkit.training.rollout import AgentRollout, env_reward, prompt_key
-from slmkit.training.sft import resolve_student, save_model, source_gguf
-from slmkit.training.stages import RunFolder, Stage, StageStatus, run_stages
+from slmkit.training.sft import last_checkpoint, resolve_student, save_model, source_gguf
+from slmkit.training.stages import RunFolder, Stage, StageStatus, is_main_process, run_stages
 
 __all__ = ["RL_STAGES", "RlResult", "rl"]
 
@@ -128,7 +128,6 @@ class _Run:
         from datasets import Dataset
         from peft import LoraConfig
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from transformers.trainer_utils import get_last_checkpoint
         from trl import GRPOTrainer
 
         cfg = self.cfg
@@ -182,7 +181,7 @@ class _Run:
             peft_config=peft_config,
             **kwargs,
         )
-        last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        last = last_checkpoint(checkpoints)
         start = time.perf_counter()
         try:
             trainer.train(resume_from_checkpoint=last)
@@ -208,7 +207,7 @@ class _Run:
             "config": cfg.model_dump(mode="json"),
         }
         path = save_model(
-            trainer.model,
+            trainer,
             tokenizer,
             self.root / "policy",
             meta,
@@ -271,7 +270,8 @@ def rl(
     root = cfg.run_dir or new_run_dir(cfg.runs_root, "rl")
     cfg = cfg.model_copy(update={"run_dir": root})
     root.mkdir(parents=True, exist_ok=True)
-    (root / "config.json").write_text(cfg.model_dump_json(indent=1), encoding="utf-8")
+    if is_main_process():
+        (root / "config.json").write_text(cfg.model_dump_json(indent=1), encoding="utf-8")
     say = announce or (lambda stage, msg: None)
     run = _Run(cfg, root, say)
     c = cfg.model_dump(mode="json")

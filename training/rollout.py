@@ -168,13 +168,28 @@ class AgentRollout:
                 out["env_mask"].append(m)
                 out["env_reward"].append(reward)
                 records.append(
-                    {"task_id": task["id"], "reward": reward, "step": trainer.state.global_step}
+                    {
+                        "task_id": task["id"],
+                        "reward": reward,
+                        "step": trainer.state.global_step,
+                        "completion_tokens": sum(m),
+                        "error": traj.meta.get("error"),
+                        "traceback": traj.meta.get("traceback"),
+                    }
                 )
         finally:
             model.train(was_training)
         if self.log is not None:
             with self.log.open("a", encoding="utf-8") as f:
                 f.writelines(json.dumps(r) + "\n" for r in records)
+        failed = [r for r in records if r["error"]]
+        if records and len(failed) == len(records):
+            # One broken episode is data (reward 0); all of them is a broken setup, and
+            # training on one-token placeholder completions would only hide it.
+            raise TrainingError(
+                f"every rollout of this step failed: {failed[0]['error']}",
+                hint=f"{str(failed[0]['traceback'] or '').strip()[-600:]}",
+            )
         return out
 
     def close(self) -> None:

@@ -36,7 +36,14 @@ from slmkit.training.data import (
 from slmkit.training.errors import TrainingError
 from slmkit.training.student import STUDENT_META, read_student_meta
 
-__all__ = ["agent_token_loss", "resolve_student", "save_model", "sft", "source_gguf"]
+__all__ = [
+    "agent_token_loss",
+    "last_checkpoint",
+    "resolve_student",
+    "save_model",
+    "sft",
+    "source_gguf",
+]
 
 
 def resolve_student(model: str) -> Path:
@@ -78,6 +85,30 @@ def source_gguf(folder: Path) -> str | None:
         except (json.JSONDecodeError, AttributeError):
             return None
         return str(src) if src else None
+    return None
+
+
+def last_checkpoint(folder: Path) -> str | None:
+    """The newest *complete* trainer checkpoint in ``folder`` (None: start fresh).
+
+    The trainer writes ``trainer_state.json`` last, so a checkpoint without a readable
+    one was cut off by a kill: it is deleted (resuming from it would crash) and the one
+    before it is used.
+    """
+    if not folder.is_dir():
+        return None
+    steps = []
+    for path in folder.iterdir():
+        name, _, step = path.name.partition("-")
+        if name == "checkpoint" and step.isdigit() and path.is_dir():
+            steps.append((int(step), path))
+    for _, path in sorted(steps, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)
+            continue
+        return str(path)
     return None
 
 
@@ -170,7 +201,6 @@ def sft(
     """
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     cfg = (config or SftConfig()).resolved()
@@ -209,7 +239,7 @@ def sft(
         peft_config=peft_config,
         callbacks=callbacks,
     )
-    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    last = last_checkpoint(checkpoints)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     elapsed = time.perf_counter() - start
@@ -236,28 +266,56 @@ def sft(
         "train_s": round(elapsed, 3),
         "config": cfg.model_dump(mode="json"),
     }
-    return save_model(trainer.model, tokenizer, out, meta, merge=cfg.method == "lora" and cfg.merge)
+    return save_model(trainer, tokenizer, out, meta, merge=cfg.method == "lora" and cfg.merge)
 
 
-def save_model(model: Any, tokenizer: Any, out: Path, meta: dict[str, Any], *, merge: bool) -> Path:
-    """Save a trained model as an HF folder with its ``slmkit_student.json``, atomically.
+def save_model(
+    trainer: Any, tokenizer: Any, out: Path, meta: dict[str, Any], *, merge: bool
+) -> Path:
+    """Save what ``trainer`` trained as an HF folder with ``slmkit_student.json``.
 
-    Written to ``<out>.tmp`` and renamed, so a folder at ``out`` is always complete.
-    ``merge`` folds a LoRA adapter into the weights (a plain model any backend loads);
-    without it the folder holds the adapter, which transformers loads over its base.
+    One path for one process, DDP, FSDP and DeepSpeed: ``trainer.save_model`` (every rank
+    takes part, sharded weights are gathered) writes the raw result, then the main
+    process folds a LoRA adapter into the weights when ``merge`` is set (a plain model
+    that transformers, vLLM and the GGUF export all take), adds the inference tokenizer
+    and the metadata, and renames the folder into place: a folder at ``out`` is complete.
     """
-    if merge and hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+    raw = out.with_name(out.name + ".raw")
+    trainer.save_model(str(raw))
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        _publish(raw, tokenizer, out, meta, merge=merge)
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+_TOKENIZER_FILES = ("tokenizer", "special_tokens_map", "chat_template", "added_tokens", "vocab")
+
+
+def _publish(raw: Path, tokenizer: Any, out: Path, meta: dict[str, Any], *, merge: bool) -> None:
     tmp = out.with_name(out.name + ".tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(str(tmp))
+    if merge and (raw / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        model = AutoPeftModelForCausalLM.from_pretrained(str(raw), dtype="auto")
+        model.merge_and_unload().save_pretrained(str(tmp))
+    else:
+        # the trainer saved its training tokenizer (training chat template): leave it out
+        shutil.copytree(
+            raw,
+            tmp,
+            ignore=lambda _dir, names: [
+                n for n in names if n.startswith(_TOKENIZER_FILES) or n == "training_args.bin"
+            ],
+        )
     tokenizer.save_pretrained(str(tmp))  # the inference template, not the training one
     (tmp / STUDENT_META).write_text(json.dumps(meta, indent=1))
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
-    return out
+    shutil.rmtree(raw, ignore_errors=True)
 
 
 def agent_token_loss(

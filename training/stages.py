@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.training.errors import TrainingError
 
-__all__ = ["RunFolder", "Stage", "StageStatus", "fingerprint", "run_stages"]
+__all__ = ["RunFolder", "Stage", "StageStatus", "fingerprint", "is_main_process", "run_stages"]
 
 State = Literal["running", "done", "failed"]
 
@@ -62,6 +63,15 @@ class Stage:
     depends: Any = None
 
 
+def is_main_process() -> bool:
+    """False on the other ranks of an ``accelerate launch``: they train, rank 0 records.
+
+    Under a distributed launch every process runs the pipeline (so every rank takes part
+    in the training stage); only rank 0 writes status files and wipes stage folders.
+    """
+    return os.environ.get("RANK", "0") == "0"
+
+
 def fingerprint(value: Any, previous: str = "") -> str:
     """A short stable hash of ``value`` chained with ``previous``."""
     blob = json.dumps(value, sort_keys=True, default=str) + previous
@@ -89,7 +99,9 @@ class RunFolder:
             return None  # a torn status file is a stage to run again
 
     def write(self, status: StageStatus) -> None:
-        """Write a status atomically (a kill never leaves half a file)."""
+        """Write a status atomically (a kill never leaves half a file); rank 0 only."""
+        if not is_main_process():
+            return
         folder = self.stage_dir(status.stage)
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / "status.json.tmp"
@@ -97,7 +109,8 @@ class RunFolder:
         tmp.replace(folder / "status.json")
 
     def clear(self, name: str) -> None:
-        shutil.rmtree(self.stage_dir(name), ignore_errors=True)
+        if is_main_process():
+            shutil.rmtree(self.stage_dir(name), ignore_errors=True)
 
     def overview(self) -> list[tuple[str, StageStatus | None]]:
         """Every stage with its status (None: not started), in order."""

@@ -37,7 +37,7 @@ TOPICS = ["assert", "pass", "break", "continue", "while", "del"]
 
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
-    """A few reference topics, named like the cached default index (``pydoc-...``)."""
+    """A few Python reference topics, in small chunks."""
     return Index.build(
         pydoc_documents(TOPICS),
         path=tmp_path_factory.mktemp("demo") / "pydoc-subset",

@@ -68,7 +68,7 @@ def accepts(grammar: str, text: str) -> bool:
     is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(compiled, _BYTES)
     assert not is_error, messages
     matcher = llguidance.LLMatcher(_BYTES, compiled, log_level=0)
-    return matcher.consume_tokens(list(text.encode())) and matcher.is_accepting()
+    return bool(matcher.consume_tokens(list(text.encode())) and matcher.is_accepting())
 
 
 P1 = 'The "assert" statement inserts debugging assertions into a program.\n\nIt is cheap.'
@@ -98,7 +98,9 @@ P2 = "Honey bees live in colonies with a single queen; {braces} and \\ back\\sla
         # a sentence ends with a full stop right before its marker; numbers are fine
         ('It is 1.25 bar. [1] "inserts debugging assertions"', True),
         ('No full stop [1] "inserts debugging assertions"', False),
-        # a rambling sentence is cut off by the grammar (max_sentence_chars=240)
+        # one sentence per citation: a full stop and a space end the sentence
+        ('Assert checks. It is cheap. [1] "inserts debugging assertions"', False),
+        # a rambling sentence is cut off by the grammar (max_sentence_chars=200)
         ("A" + " word" * 60 + '. [1] "inserts debugging assertions"', False),
         # at most max_sentences claims, each with a citation
         ("Assert checks things.", False),

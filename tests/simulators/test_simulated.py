@@ -120,6 +120,11 @@ def test_entity_conflicts_are_counted_unless_a_mutation_came_between() -> None:
         [Observation("get_order", False, a), Observation("cancel_order", True, b)]
     )
     assert conflicts == 0
+    two_items = {"order_id": "#W2", "items": [
+        {"product_id": "p1", "item_id": "i1", "price": 5},
+        {"product_id": "p1", "item_id": "i2", "price": 7},
+    ]}  # fmt: skip
+    assert entity_conflicts([Observation("get_order", False, two_items)])[1] == 0
 
 
 def test_tools_file_format_and_mutating_guess() -> None:

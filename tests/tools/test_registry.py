@@ -66,7 +66,7 @@ VALID_CALLS: list[dict[str, Any]] = [
     {"name": "repeat", "arguments": {"word": "hi", "times": 5}},
     {"name": "calculator", "arguments": {"expression": "1+1"}},
 ]
-INVALID_CALLS: list[dict[str, Any]] = [
+INVALID_CALLS: list[Any] = [
     {"name": "get_wether", "arguments": {"city": "Paris"}},  # unknown tool
     {"name": "get_weather", "arguments": {}},  # missing required
     {"name": "get_weather", "arguments": {"city": 3}},  # wrong type
@@ -290,7 +290,17 @@ def test_calculator_refuses_non_arithmetic(expression: str, problem: str) -> Non
     result = ToolRegistry([calculator]).execute(
         {"name": "calculator", "arguments": {"expression": expression}}
     )
-    assert not result.ok and result.error and "ValueError" in result.error
+    # Refused by the schema's pattern before running, or by the evaluator: either way named.
+    assert not result.ok and result.error
+    assert "ValueError" in result.error or "does not match" in result.error
+
+
+def test_calculator_schema_admits_only_arithmetic() -> None:
+    schema = calculator.parameters
+    for ok in ("37 * 42", "sqrt(2) + pi", "2^10 - log10(100)", "(1.5 + 2) × 3"):
+        assert _valid({"expression": ok}, schema), ok
+    for prose in ("37 * 42 is 1554", "}} 37 * 42", "import os", "", "x" * 201):
+        assert not _valid({"expression": prose}, schema), prose
 
 
 def test_final_answer_returns_the_answer() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from slmkit.agents import ToolAgent, Trajectory
+from slmkit.agents import Trajectory
 from slmkit.models import ChatModel, Message, RawOutput, Sampling, load_model
 from slmkit.models.chat_format import to_text_messages
 from slmkit.models.schema import Constraint
@@ -73,7 +73,9 @@ def test_multi_turn_view_and_final_answer(multi_turn: Trajectory) -> None:
     assert json.loads(conv[-1]["content"]) == {"final_answer": "Yes, it is raining in Paris."}
 
 
-def test_label_mask_trains_exactly_the_assistant_turns(tokenizer: Any, multi_turn: Trajectory) -> None:
+def test_label_mask_trains_exactly_the_assistant_turns(
+    tokenizer: Any, multi_turn: Trajectory
+) -> None:
     conv = agent_conversation(multi_turn)
     template = training_chat_template(tokenizer)
     ids, mask = assistant_token_mask(tokenizer, template, conv)
@@ -115,7 +117,9 @@ def test_short_student_prompt_keeps_tools_and_matches_inference(multi_turn: Traj
 
 
 def test_filter_keeps_recovered_errors_and_drops_failures(multi_turn: Trajectory) -> None:
-    failed = multi_turn.model_copy(update={"id": "f", "meta": {**multi_turn.meta, "success": False}})
+    failed = multi_turn.model_copy(
+        update={"id": "f", "meta": {**multi_turn.meta, "success": False}}
+    )
     unparsable = multi_turn.model_copy(
         update={"id": "u", "metrics": {**multi_turn.metrics, "valid_outputs": 2}}
     )

@@ -1,0 +1,98 @@
+"""A distillation run killed (SIGKILL) in its sft stage resumes there, collect untouched."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from slmkit.training import STAGES, DistillConfig, SftConfig, distill
+from slmkit.training.stages import RunFolder
+
+_CHILD = (
+    "import sys\n"
+    "from slmkit.training import DistillConfig, distill\n"
+    "distill(DistillConfig.model_validate_json(sys.argv[1]))\n"
+)
+
+
+def _files(folder: Path) -> dict[str, float]:
+    return {
+        str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_killed_in_sft_resumes_there_without_redoing_collect(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = DistillConfig(
+        run_dir=run,
+        teacher_agent="gold",  # reference actions: a fast, deterministic teacher
+        train_envs=["bfcl:simple"],
+        train_n=4,
+        eval_n=2,
+        sft=SftConfig(max_steps=4, batch_size=2, save_steps=1, merge=True, progress=False),
+        progress=False,
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, cfg.model_dump_json()],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    checkpoints = run / "sft" / "work" / "checkpoints"
+    deadline = time.time() + 600
+    try:
+        while not (checkpoints / "checkpoint-1" / "trainer_state.json").is_file():
+            assert child.poll() is None, (
+                child.stderr.read().decode()[-2000:] if child.stderr else ""
+            )
+            assert time.time() < deadline, "the sft stage never wrote a checkpoint"
+            time.sleep(0.5)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+    folder = RunFolder(run, STAGES)
+    sft_status = folder.status("sft")
+    assert sft_status is not None and sft_status.state == "running"  # killed mid-stage
+    collected = _files(run / "collect")
+    filtered = _files(run / "filter")
+    assert any(name.endswith(".jsonl") for name in collected)
+
+    said: list[tuple[str, str]] = []
+    result = distill(cfg, announce=lambda stage, msg: said.append((stage, msg)))
+
+    assert ("collect", "done earlier: skipped") in said
+    assert ("sft", "resuming") in said
+    assert _files(run / "collect") == collected  # nothing collected again
+    assert _files(run / "filter") == filtered
+    statuses = dict(folder.overview())
+    collect_status = statuses["collect"]
+    assert collect_status is not None and collect_status.attempts == 1
+    sft_done = statuses["sft"]
+    assert sft_done is not None and sft_done.state == "done" and sft_done.attempts == 2
+    meta = (result.student / "slmkit_student.json").read_text()
+    assert '"resumed_from": "' in meta and "checkpoint-" in meta
+    report = result.report.read_text()
+    assert "## Result" in report and "95% Wilson" in report
+    assert (run / "report.png").stat().st_size > 10_000
+
+    # `agentctl distill status RUN`
+    import typer
+
+    from slmkit.apps.cli_train import register
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    register(app)
+    out = CliRunner().invoke(app, ["distill", "status", str(run)], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    for stage in STAGES:
+        assert stage in out.output
+    assert "done" in out.output

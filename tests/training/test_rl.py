@@ -1,0 +1,35 @@
+"""GRPO over a real environment: agent rollouts, the environment's rewards in the trainer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from slmkit.training import RlConfig, rl
+
+
+def test_grpo_step_on_bfcl_with_env_rewards(tmp_path: Path) -> None:
+    cfg = RlConfig(
+        run_dir=tmp_path / "rl",
+        env="bfcl:simple",
+        n=2,
+        num_generations=2,
+        max_steps=1,
+        max_completion_length=96,
+        progress=False,
+    )
+    result = rl(cfg)
+    rollouts = [
+        json.loads(line)
+        for line in (result.run_dir / "grpo" / "rollouts.jsonl").read_text().splitlines()
+    ]
+    assert len(rollouts) == 2  # one task, num_generations episodes
+    history = json.loads((result.run_dir / "grpo" / "log_history.json").read_text())
+    logged = [h for h in history if "reward" in h]
+    assert logged, history
+    mean = sum(r["reward"] for r in rollouts) / len(rollouts)
+    assert abs(logged[0]["reward"] - mean) < 1e-6  # the env's rewards reached the trainer
+    assert abs(logged[0]["rewards/env_reward/mean"] - mean) < 1e-6
+    assert result.outputs("grpo")["steps"] == 1
+    assert (result.policy / "config.json").is_file()
+    assert (result.run_dir / "report.md").is_file()
