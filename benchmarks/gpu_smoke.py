@@ -104,22 +104,9 @@ def model_folder(args: argparse.Namespace, work: Path) -> Path:
                 shutil.copy(f, target / f.name)
         return target
     if args.gguf:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from slmkit.models.hf import convert_gguf
 
-        gguf = Path(args.gguf).expanduser()
-        target = work / "model-hf"
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model.hf_quantizer = None  # as slmkit.models.hf.convert_embedded: trainable weights
-        for attr in ("is_quantized", "_is_quantized_training_enabled"):
-            with contextlib.suppress(AttributeError):
-                setattr(model, attr, False)
-        if getattr(model.config, "quantization_config", None) is not None:
-            del model.config.quantization_config
-        model.save_pretrained(str(target))
-        tok.save_pretrained(str(target))
-        (target / ".complete").write_text(json.dumps({"source": str(gguf)}))
-        return target
+        return convert_gguf(Path(args.gguf).expanduser(), work / "model-hf")
     from slmkit.models.hf import convert_embedded
 
     return convert_embedded("smollm2")

@@ -12,6 +12,8 @@ works on CPU works the same way on GPU.
 from __future__ import annotations
 
 import json
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import llguidance
@@ -21,7 +23,14 @@ from numpy.typing import NDArray
 from slmkit.models.errors import ConstraintError
 from slmkit.models.schema import Constraint
 
-__all__ = ["JSON_OPTIONS", "TokenGate", "closing_bias", "closing_reserve", "compile_constraint"]
+__all__ = [
+    "JSON_OPTIONS",
+    "GrammarCache",
+    "TokenGate",
+    "closing_bias",
+    "closing_reserve",
+    "compile_constraint",
+]
 
 JSON_OPTIONS: dict[str, Any] = {
     # One canonical layout (`{"a": 1, "b": [2, 3]}`): small models follow it well and
@@ -56,6 +65,37 @@ def compile_constraint(constraint: Constraint, tokenizer: llguidance.LLTokenizer
             "without the constraint you asked for",
         )
     return str(grammar)
+
+
+class GrammarCache:
+    """Compiled grammars of one tokenizer, least recently used dropped beyond ``size``.
+
+    Agent loops reuse a few schemas thousands of times (compile once), but citation
+    grammars embed the retrieved passages, so a long-lived server sees a new one per
+    question: an unbounded dict would grow for as long as the process lives.
+    """
+
+    def __init__(self, tokenizer: llguidance.LLTokenizer, size: int = 128) -> None:
+        self._tokenizer = tokenizer
+        self._size = size
+        self._grammars: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._grammars)
+
+    def get(self, constraint: Constraint) -> str:
+        """The compiled grammar of ``constraint`` (compiled and checked on first use)."""
+        with self._lock:
+            if constraint.key in self._grammars:
+                self._grammars.move_to_end(constraint.key)
+                return self._grammars[constraint.key]
+        grammar = compile_constraint(constraint, self._tokenizer)
+        with self._lock:
+            self._grammars[constraint.key] = grammar
+            while len(self._grammars) > self._size:
+                self._grammars.popitem(last=False)
+        return grammar
 
 
 _CLOSERS = frozenset(b'"}]')

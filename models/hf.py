@@ -20,7 +20,7 @@ from slmkit.models.base import ChatModel, Message, RawOutput, Sampling
 from slmkit.models.chat_format import to_text_messages
 from slmkit.models.embedded import EMBEDDED_MODELS, embedded_gguf
 from slmkit.models.errors import BackendUnavailableError, ModelNotFoundError
-from slmkit.models.guidance import TokenGate, closing_bias, closing_reserve, compile_constraint
+from slmkit.models.guidance import GrammarCache, TokenGate, closing_bias, closing_reserve
 from slmkit.models.paths import cache_dir
 from slmkit.models.schema import Constraint
 from slmkit.models.threads import decode_threads
@@ -41,23 +41,45 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     with a ``.complete`` marker, so a reader never sees a half-written model.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    if _complete(target):
+    digest = gguf_digest(gguf)
+    if _complete(target, digest):
         return target
     import fcntl
 
     with open(target.with_name(target.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        if _complete(target):  # another process converted it while we waited
+        if _complete(target, digest):  # another process converted it while we waited
             return target
-        _convert(gguf, target)
+        _convert(gguf, target, digest)
     return target
 
 
-def _complete(target: Path) -> bool:
-    return (target / "config.json").is_file() and (target / ".complete").is_file()
+def gguf_digest(gguf: Path) -> str:
+    """The SHA-256 of a GGUF file: what a converted folder is keyed on.
+
+    Keyed on content, not path: the same model installed in another checkout's venv reuses
+    the conversion, and a different file at the same path (a new package version) does not.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(gguf, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    return h.hexdigest()
 
 
-def _convert(gguf: Path, target: Path) -> None:
+def _complete(target: Path, digest: str) -> bool:
+    marker = target / ".complete"
+    if not ((target / "config.json").is_file() and marker.is_file()):
+        return False
+    try:
+        return bool(json.loads(marker.read_text()).get("sha256") == digest)
+    except ValueError:  # a marker from an interrupted write or an older format
+        return False
+
+
+def _convert(gguf: Path, target: Path, digest: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -75,13 +97,70 @@ def _convert(gguf: Path, target: Path) -> None:
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / ".complete").write_text(json.dumps({"source": str(gguf)}))
+        _repair_byte_level_decoder(tmp / "tokenizer.json")
+        (tmp / ".complete").write_text(json.dumps({"source": str(gguf), "sha256": digest}))
         tmp.chmod(0o755)  # mkdtemp made it private
-        if target.exists():  # an incomplete folder from an older, interrupted run
+        if target.exists():  # an interrupted run's folder, or one from another GGUF
             shutil.rmtree(target)
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _needs_byte_level_decoder(tokenizer_json: dict[str, Any]) -> bool:
+    """Whether a tokenizer.json pairs a byte-level pre-tokenizer with another decoder.
+
+    Some transformers releases (seen with 5.17) write SmolLM2's GGUF tokenizer with a
+    SentencePiece-style decoder. HF's own ``decode`` hides it, but llguidance reads the
+    decoder to learn each token's bytes, sees ``Ġ"`` instead of `` "``, and every grammar
+    is then enforced over the wrong text: constrained outputs stop after a few tokens.
+    """
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    parts = pre.get("pretokenizers", []) if pre.get("type") == "Sequence" else [pre]
+    byte_level = any(isinstance(p, dict) and p.get("type") == "ByteLevel" for p in parts)
+    return byte_level and (tokenizer_json.get("decoder") or {}).get("type") != "ByteLevel"
+
+
+def _repair_byte_level_decoder(path: Path) -> None:
+    """Fix a saved tokenizer.json in place (see :func:`_needs_byte_level_decoder`)."""
+    if not path.is_file():
+        return
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if _needs_byte_level_decoder(data):
+        data["decoder"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True}
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+
+def _grammar_tokenizer(tokenizer: Any, n_vocab: int, name: str) -> Any:
+    """llguidance's view of ``tokenizer``, checked to spell tokens as the tokenizer does.
+
+    Constraints mask tokens by the bytes llguidance thinks they spell; if that view
+    disagrees with the tokenizer, a "constrained" output is garbage. A byte-level
+    tokenizer saved with the wrong decoder is repaired in memory; anything else that
+    disagrees is refused.
+    """
+    import llguidance.hf
+
+    probe = ' {"name": "set_value", "args": [1, 2.5]}\n'
+    ids = tokenizer.encode(probe, add_special_tokens=False)
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    lltok = llguidance.hf.from_tokenizer(tokenizer, n_vocab=n_vocab)
+    if bytes(lltok.decode_bytes(ids)) == probe.encode("utf-8"):
+        return lltok
+    if backend is not None and _needs_byte_level_decoder(json.loads(backend.to_str())):
+        from tokenizers import decoders
+
+        backend.decoder = decoders.ByteLevel()
+        lltok = llguidance.hf.from_tokenizer(tokenizer, n_vocab=n_vocab)
+    seen = bytes(lltok.decode_bytes(ids))
+    if seen != probe.encode("utf-8"):
+        raise BackendUnavailableError(
+            f"{name}: llguidance reads this tokenizer's tokens as {seen[:40]!r}, not "
+            f"{probe.encode()[:40]!r}; constraints cannot be enforced over it",
+            hint="check the tokenizer.json's decoder and pre-tokenizer, or use another "
+            "tokenizer; slmkit never decodes with a constraint it cannot enforce",
+        )
+    return lltok
 
 
 class TransformersModel(ChatModel):
@@ -102,7 +181,7 @@ class TransformersModel(ChatModel):
         threads: int | None = None,
     ) -> None:
         try:
-            import llguidance.hf
+            import llguidance.hf  # noqa: F401  (missing: the clear error below)
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:  # pragma: no cover
@@ -136,10 +215,10 @@ class TransformersModel(ChatModel):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._vocab = int(self.model.get_output_embeddings().weight.shape[0])
-        self._lltok = llguidance.hf.from_tokenizer(self.tokenizer, n_vocab=self._vocab)
+        self._lltok = _grammar_tokenizer(self.tokenizer, self._vocab, str(target))
         self._eos_ids = _eos_ids(self.tokenizer, self.model)
         self._lock = threading.Lock()
-        self._grammar_cache: dict[str, str] = {}
+        self._grammars = GrammarCache(self._lltok)
 
     def render(self, messages: list[Message]) -> str:
         return str(
@@ -157,11 +236,7 @@ class TransformersModel(ChatModel):
         import torch
         from transformers import LogitsProcessorList
 
-        grammar = None
-        if constraint is not None:
-            if constraint.key not in self._grammar_cache:
-                self._grammar_cache[constraint.key] = compile_constraint(constraint, self._lltok)
-            grammar = self._grammar_cache[constraint.key]
+        grammar = self._grammars.get(constraint) if constraint is not None else None
         prompts = [self.render(c) for c in conversations]
         self.tokenizer.padding_side = "left"
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)

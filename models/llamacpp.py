@@ -14,7 +14,7 @@ from typing import Any
 from slmkit.models.base import ChatModel, Message, RawOutput, Sampling
 from slmkit.models.chat_format import render_template
 from slmkit.models.errors import BackendUnavailableError, GenerationError, ModelNotFoundError
-from slmkit.models.guidance import TokenGate, closing_bias, closing_reserve, compile_constraint
+from slmkit.models.guidance import GrammarCache, TokenGate, closing_bias, closing_reserve
 from slmkit.models.schema import Constraint
 from slmkit.models.threads import cpu_count, decode_threads
 
@@ -82,7 +82,7 @@ class LlamaCppModel(ChatModel):
         self._template = str(meta.get("tokenizer.chat_template") or _CHATML)
         self._bos_text = self._piece(self._llm.token_bos())
         self._eos_text = self._piece(self._eos)
-        self._grammar_cache: dict[str, str] = {}
+        self._grammars = GrammarCache(self._lltok)
 
     def _piece(self, token: int) -> str:
         if token < 0:
@@ -99,18 +99,13 @@ class LlamaCppModel(ChatModel):
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def _grammar(self, constraint: Constraint) -> str:
-        if constraint.key not in self._grammar_cache:
-            self._grammar_cache[constraint.key] = compile_constraint(constraint, self._lltok)
-        return self._grammar_cache[constraint.key]
-
     def _generate_batch(
         self,
         conversations: list[list[Message]],
         constraint: Constraint | None,
         sampling: Sampling,
     ) -> list[tuple[list[RawOutput], int]]:
-        grammar = self._grammar(constraint) if constraint is not None else None
+        grammar = self._grammars.get(constraint) if constraint is not None else None
         results = []
         for messages in conversations:
             prompt = self._llm.tokenize(

@@ -125,11 +125,12 @@ def hf_model() -> ChatModel:
 
 
 def test_transformers_smollm2_is_converted_once(hf_model: ChatModel) -> None:
-    from slmkit.models.hf import convert_embedded
+    from slmkit.models.hf import convert_embedded, gguf_digest
 
     folder = convert_embedded("smollm2")
     assert (folder / "config.json").is_file() and (folder / ".complete").is_file()
-    assert json.loads((folder / ".complete").read_text())["source"] == str(embedded_gguf())
+    marker = json.loads((folder / ".complete").read_text())
+    assert marker["sha256"] == gguf_digest(embedded_gguf())  # keyed on content, not path
     config = json.loads((folder / "config.json").read_text())
     assert "quantization_config" not in config  # a plain HF model training can load
     stamp = (folder / "config.json").stat().st_mtime_ns
@@ -138,6 +139,34 @@ def test_transformers_smollm2_is_converted_once(hf_model: ChatModel) -> None:
     assert not list(folder.parent.glob(f".{folder.name}.*"))  # no temporary folders left
     tok = hf_model.tokenizer  # type: ignore[attr-defined]
     assert tok.pad_token_id is not None  # the GGUF tokenizer has none; one was set
+
+
+def test_a_tokenizer_saved_with_the_wrong_decoder_is_repaired_for_grammars(
+    tmp_path: Path,
+) -> None:
+    """Older transformers write SmolLM2's GGUF tokenizer with a SentencePiece decoder:
+    llguidance then reads `` "`` as ``Ġ"`` and every constraint would mask the wrong text."""
+    from transformers import AutoTokenizer
+
+    from slmkit.models.hf import _grammar_tokenizer, convert_embedded
+
+    for f in convert_embedded("smollm2").glob("*token*"):
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    data = json.loads((tmp_path / "tokenizer.json").read_text())
+    data["decoder"] = {
+        "type": "Sequence",
+        "decoders": [{"type": "ByteFallback"}, {"type": "Fuse"}],
+    }
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data))
+    tok = AutoTokenizer.from_pretrained(str(tmp_path))
+    lltok = _grammar_tokenizer(tok, 49152, "broken")
+    ids = tok.encode('{"a": "b c"}', add_special_tokens=False)
+    assert bytes(lltok.decode_bytes(ids)) == b'{"a": "b c"}'
+
+    data["pre_tokenizer"] = {"type": "Whitespace"}  # not byte-level: nothing to repair
+    (tmp_path / "tokenizer.json").write_text(json.dumps(data))
+    with pytest.raises(BackendUnavailableError, match="constraints cannot be enforced"):
+        _grammar_tokenizer(AutoTokenizer.from_pretrained(str(tmp_path)), 49152, "broken")
 
 
 def test_transformers_constrained_n_and_batch(hf_model: ChatModel) -> None:

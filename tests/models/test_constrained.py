@@ -116,3 +116,18 @@ def test_unconstrained_call_reports_usage(smollm: ChatModel) -> None:
     assert not out.constrained and out.valid
     assert out.usage.prompt_tokens > 0 and 0 < out.usage.completion_tokens <= 8
     assert out.latency_s > 0
+
+
+def test_grammar_cache_is_bounded_and_keeps_recent_grammars(smollm: ChatModel) -> None:
+    """Per-question grammars (citations) must not grow a server's memory without bound."""
+    from slmkit.models.guidance import GrammarCache
+    from slmkit.models.schema import Constraint
+
+    cache = GrammarCache(smollm._lltok, size=2)  # type: ignore[attr-defined]
+    a, b, c = (Constraint.from_schema({"enum": [word]}) for word in ("a", "b", "c"))
+    first = cache.get(a)
+    cache.get(b)
+    assert cache.get(a) is first  # a hit, and now the most recent
+    cache.get(c)  # evicts b, the least recently used
+    assert len(cache) == 2
+    assert cache.get(a) is first
