@@ -175,7 +175,8 @@ class LoopAgent(GraphAgent):
         graph.add_node("act", self._act_node)
         graph.add_node("execute", self._execute_node)
         graph.add_edge(START, "act")
-        graph.add_conditional_edges("act", self._route, ["execute", END])
+        # An invalid action is answered with an error message and the model acts again.
+        graph.add_conditional_edges("act", self._route, ["act", "execute", END])
         graph.add_conditional_edges("execute", self._route, ["act", "execute", END])
 
     @staticmethod

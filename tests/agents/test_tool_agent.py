@@ -15,9 +15,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
 import pytest
 from agent_helpers import TASK, Bank, assert_all_actions_valid
+from pydantic import Field
 
 from slmkit.agents import AgentError, Router, RunResult, StepEvent, ToolAgent, Trajectory
 from slmkit.models import ChatModel
@@ -143,6 +145,28 @@ def test_max_steps_stops_a_looping_agent(smollm: ChatModel) -> None:
     assert result.stopped == "max_steps" and result.answer is None
     assert result.metrics.steps == 2 and checks == [7, 7]
     assert_all_actions_valid(result)
+
+
+def test_an_action_cut_by_the_token_budget_is_answered_and_the_agent_acts_again(
+    smollm: ChatModel,
+) -> None:
+    """A constrained action can still be unfinished (the budget ran out mid-string): the
+    model is told so and acts again, and the run ends normally instead of crashing."""
+    notes: list[str] = []
+
+    @tool
+    def save_note(text: Annotated[str, Field(min_length=300)]) -> str:
+        """save a long note"""
+        notes.append(text)
+        return "saved"
+
+    agent = ToolAgent(smollm, [save_note], max_steps=2, max_tokens=16, checkpoint="none")
+    result = agent.run("Write a long note about the history of Lyon and save it.")
+    assert result.stopped == "max_steps" and not notes
+    actions = [e for e in result.events if e.kind == "action"]
+    assert len(actions) == 2 and not any(e.valid for e in actions)
+    feedback = [m["content"] for m in result.trajectory.messages if m["role"] == "user"][1:]
+    assert feedback and all(f.startswith("Error: that was not a complete action") for f in feedback)
 
 
 @pytest.mark.slow
