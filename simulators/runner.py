@@ -115,7 +115,7 @@ def run_episode(
             messages=list(first),
             tools=env.tools().openai_tools(),
             metrics=RunMetrics(stopped="error", wall_s=time.perf_counter() - start).model_dump(),
-            meta={"traceback": traceback.format_exc(limit=4)},
+            meta={"traceback": traceback.format_exc()},
         )
         stopped = "error"
     else:

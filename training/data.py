@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from slmkit.agents import AgentConfig, ToolAgent, Trajectory
 from slmkit.agents.actions import action_text
@@ -58,40 +58,49 @@ class _RenderOnly(ChatModel):
         raise TrainingError("internal: the rendering agent cannot generate", hint="report this")
 
 
-def _flags(traj: Trajectory) -> tuple[bool, bool]:
-    """(parallel_calls, thought) of the agent that produced ``traj``.
+def _flags(traj: Trajectory) -> tuple[bool, bool, bool]:
+    """(parallel_calls, thought on every step, thought on the first step) of ``traj``'s agent.
 
     Read from ``meta`` when the agent recorded them, else from its system prompt, which
-    spells out the action shape (``"tool_calls"`` for parallel calls, ``"thought"``).
+    spells out the action shape (``"tool_calls"`` for parallel calls, ``"thought"``). A
+    first-thought prefix (``meta["first_thought"]``) puts a thought on step 1 only.
     """
     system = next((str(m.get("content") or "") for m in traj.messages if m["role"] == "system"), "")
     parallel = traj.meta.get("parallel_calls")
     if parallel is None:
         many = any(len(m.get("tool_calls") or ()) > 1 for m in traj.messages)
         parallel = many or '"tool_calls"' in system
-    thought = traj.meta.get("thought")
-    if thought is None:
-        thought = bool(traj.meta.get("first_thought")) or '"thought"' in system
-    return bool(parallel), bool(thought)
+    every = traj.meta.get("thought")
+    if every is None:
+        every = '"thought"' in system
+    first = bool(every) or traj.meta.get("first_thought") is not None
+    return bool(parallel), bool(every), first
 
 
 def _viewer(traj: Trajectory, parallel: bool, thought: bool) -> ToolAgent:
+    # Step-1-only thoughts need no flag: the view writes any recorded thought.
     tools = [Tool.from_openai(t) for t in traj.tools]
     config = AgentConfig(parallel_calls=parallel, thought=thought, checkpoint="none")
     return ToolAgent(_RenderOnly(), tools, config)
 
 
-def agent_conversation(traj: Trajectory, *, system_prompt: str = "agent") -> list[dict[str, str]]:
+def agent_conversation(
+    traj: Trajectory, *, system_prompt: str = "agent", invalid: Literal["raise", "keep"] = "raise"
+) -> list[dict[str, str]]:
     """The conversation the agent's model read and wrote in ``traj``, as role/content turns.
 
     Args:
         traj: a ToolAgent (or gold) trajectory.
         system_prompt: ``"agent"`` keeps the agent's prompt; ``"short"`` or a header text
             replace its instructions (:func:`~slmkit.training.student.student_system_prompt`).
+        invalid: what an output that did not parse becomes: an error (SFT must not imitate
+            it), or ``"keep"``: its raw text, as the model wrote it (RL scores what the
+            policy really did, broken actions included).
 
     Raises:
-        TrainingError: a trajectory of another agent kind, or one with an output that
-            did not parse (an assistant turn that is neither a call nor the last turn).
+        TrainingError: a trajectory of another agent kind, or (``invalid="raise"``) one
+            with an output that did not parse (an assistant turn that is neither a call
+            nor the last turn: the agent answered it with an error message).
     """
     kind = traj.meta.get("agent")
     if kind not in _AGENTS:
@@ -100,26 +109,31 @@ def agent_conversation(traj: Trajectory, *, system_prompt: str = "agent") -> lis
             "trajectories can be rendered for training",
             hint="collect with --agent tool (or gold)",
         )
-    parallel, thought = _flags(traj)
+    parallel, thought, first_thought = _flags(traj)
     viewer = _viewer(traj, parallel, thought)
     messages = list(traj.messages)
     if not messages or messages[0]["role"] != "system":
         messages.insert(0, {"role": "system", "content": viewer._system_prompt()})
     view = viewer._model_view(messages)
     last = len(messages) - 1
+    first_action = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), -1)
     for i, m in enumerate(messages):
         if m["role"] != "assistant" or m.get("tool_calls"):
             continue
         if i != last:
+            if invalid == "keep":
+                continue  # the view holds the raw text
             raise TrainingError(
                 f"trajectory {traj.id} has an unparsable output at message {i}",
                 hint="drop runs with parse errors before training (the filter stage does)",
             )
-        # The model wrote its final answer as a JSON action; the trajectory keeps the text.
+        # The model wrote its final answer as a JSON action; the trajectory keeps only the
+        # answer text (a thought it had is lost: it is written empty, which the grammar allows).
+        with_thought = thought or (first_thought and i == first_action)
         view[i] = {
             "role": "assistant",
             "content": action_text(
-                thought="" if thought else None, final_answer=str(m.get("content") or "")
+                thought="" if with_thought else None, final_answer=str(m.get("content") or "")
             ),
         }
     if system_prompt != "agent":

@@ -195,6 +195,18 @@ class _Pipeline:
 
     # ------------------------------------------------------------------ eval
 
+    def eval_agent_options(self) -> dict[str, Any]:
+        """The agent options of both evaluations.
+
+        A teacher run with a first-thought prefix starts every trajectory with a thought,
+        so the student learns to write one on step 1; ``first_thought=""`` lets the grammar
+        take that thought (any text) on step 1 and no other, for before and after alike.
+        """
+        opts = dict(self.cfg.agent_options)
+        if self.cfg.first_thought_prefix is not None:
+            opts.setdefault("first_thought", "")
+        return opts
+
     def eval(self, folder: Path) -> dict[str, Any]:
         from slmkit.training.evaluation import eval_before_after
         from slmkit.training.sft import resolve_student
@@ -208,7 +220,7 @@ class _Pipeline:
             base=resolve_student(cfg.student),
             trained=self.root / "student",
             env_options=cfg.env_options,
-            agent_options=cfg.agent_options,
+            agent_options=self.eval_agent_options(),
             backend=cfg.eval_backend,
             workers=cfg.eval_workers,
             progress=cfg.progress,

@@ -109,7 +109,7 @@ class AgentRollout:
 
         if self._template is None:
             self._template = training_chat_template(tokenizer)
-        conv = agent_conversation(traj)
+        conv = agent_conversation(traj, invalid="keep")
         first = next((i for i, m in enumerate(conv) if m["role"] == "assistant"), None)
         prompt_conv = conv if first is None else conv[:first]
         prompt_ids = list(
@@ -188,7 +188,8 @@ class AgentRollout:
             # training on one-token placeholder completions would only hide it.
             raise TrainingError(
                 f"every rollout of this step failed: {failed[0]['error']}",
-                hint=f"{str(failed[0]['traceback'] or '').strip()[-600:]}",
+                hint="the first failure's traceback (all are in "
+                f"{self.log or 'the rollout log'}):\n{failed[0]['traceback'] or ''}",
             )
         return out
 

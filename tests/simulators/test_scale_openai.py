@@ -70,6 +70,8 @@ def test_collection_with_concurrent_workers_against_a_server(server: str, tmp_pa
             split="test",
             n=2,
             keep="all",
+            drop_parse_errors=False,  # the server's own JSON mode is not our grammar
+            drop_max_steps=False,
             workers=2,
             out=out,
             progress=False,
@@ -80,3 +82,4 @@ def test_collection_with_concurrent_workers_against_a_server(server: str, tmp_pa
     assert summary.tasks == 2 and len({t.id for t in runs}) == 2
     assert all(t.meta["error"] is None for t in runs), [t.meta["error"] for t in runs]
     assert all(t.metrics["outputs"] >= 1 for t in runs)
+    assert {t.meta["model"] for t in runs} == {"smollm2"}

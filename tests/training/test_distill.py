@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from slmkit.training import STAGES, DistillConfig, SftConfig, distill
@@ -27,6 +28,7 @@ def _files(folder: Path) -> dict[str, float]:
     }
 
 
+@pytest.mark.slow
 def test_killed_in_sft_resumes_there_without_redoing_collect(tmp_path: Path) -> None:
     run = tmp_path / "run"
     cfg = DistillConfig(
@@ -34,8 +36,10 @@ def test_killed_in_sft_resumes_there_without_redoing_collect(tmp_path: Path) -> 
         teacher_agent="gold",  # reference actions: a fast, deterministic teacher
         train_envs=["bfcl:simple"],
         train_n=4,
-        eval_n=2,
-        sft=SftConfig(max_steps=4, batch_size=2, save_steps=1, merge=True, progress=False),
+        eval_n=1,
+        sft=SftConfig(
+            max_steps=3, batch_size=2, save_steps=1, max_length=384, merge=True, progress=False
+        ),
         progress=False,
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}

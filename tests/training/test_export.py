@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from slmkit.models import load_model
 from slmkit.training import export_gguf
 
 
+@pytest.mark.slow
 def test_export_round_trip_matches_transformers(tmp_path: Path, student_dir: Path) -> None:
     path = export_gguf(student_dir, tmp_path / "student-f16.gguf")
     assert path.stat().st_size > 100_000_000

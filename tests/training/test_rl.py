@@ -24,6 +24,9 @@ def test_grpo_step_on_bfcl_with_env_rewards(tmp_path: Path) -> None:
         for line in (result.run_dir / "grpo" / "rollouts.jsonl").read_text().splitlines()
     ]
     assert len(rollouts) == 2  # one task, num_generations episodes
+    for r in rollouts:  # real episodes: the policy acted, nothing failed on the way
+        assert r["error"] is None, r["traceback"]
+        assert r["completion_tokens"] > 5, r
     history = json.loads((result.run_dir / "grpo" / "log_history.json").read_text())
     logged = [h for h in history if "reward" in h]
     assert logged, history

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from transformers import TrainerCallback
 
 from slmkit.agents import Trajectory
@@ -24,45 +25,68 @@ class FirstBatch(TrainerCallback):  # type: ignore[misc]
         self.batch = next(iter(kwargs["train_dataloader"]))
 
 
-def test_sft_lowers_loss_trains_only_agent_tokens_and_serves_as_agent(
-    tmp_path: Path, student_dir: Path, tokenizer: Any, gold_trajectories: list[Trajectory]
-) -> None:
+@pytest.fixture(scope="module")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory,
+    student_dir: Path,
+    gold_trajectories: list[Trajectory],
+) -> tuple[Path, dict[str, Any], float]:
+    """One short LoRA run (adapter saved unmerged), its first batch, the loss before."""
     before = agent_token_loss(student_dir, gold_trajectories)
     first = FirstBatch()
-    cfg = SftConfig(max_steps=4, batch_size=3, save_steps=2, merge=True, progress=False)
+    cfg = SftConfig(max_steps=3, batch_size=3, save_steps=100, max_length=384, progress=False)
     path = sft(
         gold_trajectories,
         model=str(student_dir),
-        out_dir=tmp_path / "student",
+        out_dir=tmp_path_factory.mktemp("sft") / "student",
         config=cfg,
         callbacks=[first],
     )
+    return path, first.batch, before
+
+
+def test_sft_lowers_the_loss_on_its_trajectories(
+    trained: tuple[Path, dict[str, Any], float], gold_trajectories: list[Trajectory]
+) -> None:
+    path, _, before = trained
     after = agent_token_loss(path, gold_trajectories)
     assert after < 0.7 * before, (before, after)
+    meta = json.loads((path / "slmkit_student.json").read_text())
+    assert meta["rows"] == len(gold_trajectories) and meta["steps"] == 3
+    assert meta["losses"][-1] < meta["losses"][0]
 
-    # The trainer's real batch: labels are -100 everywhere but on the agent's actions.
+
+def test_trainer_batches_train_only_the_agent_actions(
+    trained: tuple[Path, dict[str, Any], float],
+    tokenizer: Any,
+    gold_trajectories: list[Trajectory],
+) -> None:
+    """TRL's own collated batch: labels are -100 everywhere but on the agent's actions."""
+    _, batch, _ = trained
     actions = {
         m["content"] + "<|im_end|>"
         for t in gold_trajectories
         for m in agent_conversation(t)
         if m["role"] == "assistant"
     }
-    batch = first.batch
     assert batch, "the callback saw no batch"
     for ids, labels in zip(batch["input_ids"], batch["labels"], strict=True):
-        trained = [int(i) for i, lab in zip(ids, labels, strict=True) if int(lab) != -100]
+        trained_ids = [int(i) for i, lab in zip(ids, labels, strict=True) if int(lab) != -100]
         context = [int(i) for i, lab in zip(ids, labels, strict=True) if int(lab) == -100]
-        assert tokenizer.decode(trained) in actions
+        assert tokenizer.decode(trained_ids) in actions
         assert "You are an agent" in tokenizer.decode(context)
 
-    meta = json.loads((path / "slmkit_student.json").read_text())
-    assert meta["rows"] == len(gold_trajectories) and meta["merged"] is True
+
+def test_saved_student_loads_and_runs_as_an_agent(
+    trained: tuple[Path, dict[str, Any], float],
+) -> None:
+    from slmkit.simulators import load_env, run_episode
+
+    path, _, _ = trained
+    assert (path / "adapter_config.json").is_file()  # merge=False: the LoRA adapter
     saved = json.loads((path / "tokenizer_config.json").read_text())
     template = saved.get("chat_template") or (path / "chat_template.jinja").read_text()
-    assert "generation" not in template  # the served student keeps the inference template
-
-    # The saved student loads as a backend and runs as an agent on a real task.
-    from slmkit.simulators import load_env, run_episode
+    assert "endgeneration" not in template  # the served student keeps the inference template
 
     student = load_model(f"transformers:{path}", cache=False)
     env = load_env("bfcl:simple", split="train")
