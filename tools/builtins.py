@@ -55,18 +55,35 @@ _MAX_POWER = 10_000
 _MAX_DIGITS = 4300
 _FUNC_NAMES = "|".join(sorted(_FUNCS, key=lambda w: (-len(w), w)))
 _CONST_NAMES = "|".join(sorted(_CONSTS, key=lambda w: (-len(w), w)))
-_OPEN = rf"(?:\(|(?:{_FUNC_NAMES})\()"
 _VALUE = rf"(?:[0-9]+(?:\.[0-9]+)?|(?:{_CONST_NAMES}))"
-_OP = r"(?:\*\*|//|[-+*/%^×÷,])"
-_OPERAND = rf"[-+]? *(?:{_OPEN} *[-+]? *)*{_VALUE} *(?:\) *)*"
-EXPRESSION_PATTERN = rf"^ *{_OPERAND}(?:{_OP} *{_OPERAND})*$"
+_OP = r"(?:\*\*|//|[-+*/%^×÷])"
+_NESTING = 3
+
+
+def _expression_regex(depth: int) -> str:
+    """Operands joined by operators; an operand is a number, a constant, a parenthesised
+    expression or a function call whose arguments are expressions, nested ``depth`` deep.
+
+    A regular expression cannot count brackets, so nesting is unrolled to a fixed depth:
+    that is what keeps commas inside function calls (``max(3, 4)``) and out of the top
+    level, where a small model otherwise lists numbers (``"+ 37, 2, 42, 1, 1"``).
+    """
+    operand = _VALUE
+    if depth > 0:
+        inner = _expression_regex(depth - 1)
+        call = rf"(?:{_FUNC_NAMES})\( *{inner}(?:, *{inner})*\)"
+        operand = rf"(?:{_VALUE}|\( *{inner}\)|{call})"
+    term = rf"[-+]? *{operand} *"
+    return rf"{term}(?:{_OP} *{term})*"
+
+
+EXPRESSION_PATTERN = rf"^ *{_expression_regex(_NESTING)}$"
 """The shape of a calculator expression: operands (numbers, constants, calls of known
-functions, parentheses) joined by operators; it starts with an operand and ends with one.
+functions, parentheses) joined by operators, brackets balanced up to three levels deep.
 
 In the tool's schema it keeps a constrained model from writing prose or debris
-(``"37 * 42 is 1554"``, ``", 42, "``) into the expression: only text of this shape can be
-decoded. Parentheses are not counted (a regular expression cannot); the evaluator
-reports unbalanced ones."""
+(``"37 * 42 is 1554"``, ``", 42, "``, ``"37, 2, 42"``) into the expression: only text of
+this shape can be decoded."""
 
 
 def evaluate_arithmetic(expression: str) -> int | float:

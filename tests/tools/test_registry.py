@@ -299,8 +299,13 @@ def test_calculator_schema_admits_only_arithmetic() -> None:
     schema = calculator.parameters
     for ok in ("37 * 42", "sqrt(2) + pi", "2^10 - log10(100)", "(1.5 + 2) × 3"):
         assert _valid({"expression": ok}, schema), ok
-    for prose in ("37 * 42 is 1554", "}} 37 * 42", "import os", "", "x" * 201):
+    for ok in ("max(3, 4) * 2", "round(sqrt(2), 3)", "-(3 + 4) * (2 - (1 + 1))"):
+        assert _valid({"expression": ok}, schema), ok
+    for prose in ("37 * 42 is 1554", "}} 37 * 42", "import os", "", "x" * 201, "(1 + 2"):
         assert not _valid({"expression": prose}, schema), prose
+    # A list of numbers is not an expression: commas belong inside function calls only.
+    for debris in ("+ 37, 2, 42, 1, 1", "37, 42", ", 42, "):
+        assert not _valid({"expression": debris}, schema), debris
 
 
 def test_final_answer_returns_the_answer() -> None:
