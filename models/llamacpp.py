@@ -27,6 +27,28 @@ _CHATML = (
 )
 
 
+_MAX_DEFAULT_CONTEXT = 8192
+
+
+def default_context(path: Path) -> int:
+    """The context a GGUF model gets by default: its trained length, at most 8192 tokens.
+
+    Agent prompts are long (tau2's policy and tool list alone are 4.7k tokens), so the
+    model's own length is the useful default; the cap bounds the KV cache of models
+    trained on 128k tokens (``n_ctx=`` asks for more). 4096 when the file does not say.
+    """
+    import llama_cpp
+
+    try:  # metadata only (no weights): about 0.1 s
+        meta = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
+    except (ValueError, RuntimeError):  # llama.cpp reports the real error on the full load
+        return 4096
+    for key, value in meta.items():
+        if key.endswith(".context_length") and str(value).isdigit():
+            return min(int(value), _MAX_DEFAULT_CONTEXT)
+    return 4096
+
+
 class LlamaCppModel(ChatModel):
     """A GGUF model run in-process by llama-cpp-python."""
 
@@ -39,7 +61,7 @@ class LlamaCppModel(ChatModel):
         path: str | Path,
         *,
         name: str | None = None,
-        n_ctx: int = 4096,
+        n_ctx: int | None = None,
         n_threads: int | None = None,
         seed: int = 0,
     ) -> None:
@@ -63,7 +85,7 @@ class LlamaCppModel(ChatModel):
         try:
             self._llm = llama_cpp.Llama(
                 model_path=str(path),
-                n_ctx=n_ctx,
+                n_ctx=n_ctx or default_context(path),
                 n_threads=n_threads or decode_threads(),  # see slmkit.models.threads
                 n_threads_batch=cpu_count(),
                 seed=seed,

@@ -153,11 +153,11 @@ def _register_builtins() -> None:
 
         return QaEnv(**kw)
 
-    def tau2(domain: str) -> Callable[..., Environment]:
+    def tau2(default: str) -> Callable[..., Environment]:
         def make(**kw: Any) -> Environment:
             from slmkit.simulators.tau2_env import Tau2Env
 
-            return Tau2Env(domain=domain, **kw)
+            return Tau2Env(**{"domain": default, **kw})
 
         return make
 
@@ -169,7 +169,9 @@ def _register_builtins() -> None:
     register_env(EnvSpec("bfcl", bfcl, "BFCL single-turn function calling", "category"))
     register_env(EnvSpec("math", math, "numeric word problems with python/calculator", "source"))
     register_env(EnvSpec("qa", qa, "questions over a retrieval index with a search tool"))
-    register_env(EnvSpec("tau2", tau2("retail"), "tau2-bench retail (alias of tau2-retail)"))
+    register_env(
+        EnvSpec("tau2", tau2("retail"), "tau2-bench customer service (tau2:airline)", "domain")
+    )
     register_env(EnvSpec("tau2-retail", tau2("retail"), "tau2-bench retail customer service"))
     register_env(EnvSpec("tau2-airline", tau2("airline"), "tau2-bench airline customer service"))
     register_env(EnvSpec("sim", sim, "LLM-simulated environment from tool schemas", "tools"))

@@ -117,3 +117,21 @@ def test_airline_gold_actions_earn_one() -> None:
     env = Tau2Env(domain="airline", split="test")
     task = env.tasks().take(1)[0]
     assert run_episode(env, task, agent="gold").reward == 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "domain"),
+    [
+        ("tau2", {}, "retail"),
+        ("tau2:airline", {}, "airline"),
+        ("tau2-airline", {}, "airline"),
+        ("tau2", {"domain": "airline"}, "airline"),
+    ],
+)
+def test_the_domain_is_named_like_every_other_variant(
+    name: str, options: dict[str, Any], domain: str
+) -> None:
+    from slmkit.simulators import load_env
+
+    env = load_env(name, **options)
+    assert isinstance(env, Tau2Env) and env.domain_name == domain
