@@ -53,8 +53,11 @@ browser:
 test: check browser
 	$(VENV)/bin/pytest -q
 
+# The main job: one constrained tool call (seconds), then the default distillation run
+# (the embedded model teaches itself on BFCL; report in runs/distill-<time>/report.md).
 run: install
 	$(VENV)/bin/agentctl demo-call
+	$(VENV)/bin/agentctl distill
 
 # Re-pin constraints.txt from the current environment (after changing dependencies).
 lock: install

@@ -187,7 +187,8 @@ def register(app: typer.Typer) -> None:
         merged = _merged_renamed(ctx, config, fields, rename)
         sft_fields = {"method": method, "epochs": epochs, "learning_rate": lr,
                       "lora_r": lora_r, "max_steps": sft_max_steps}  # fmt: skip
-        merged["sft"] = {
+        merged["sft"] = {  # distill's own SFT defaults (a merged student), then overrides
+            **_D["sft"],
             **dict(merged.get("sft") or {}),
             **{k: v for k, v in sft_fields.items() if v is not None},
             **_kv(sft_opt),

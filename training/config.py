@@ -63,9 +63,10 @@ class SftConfig(BaseModel):
     )
     lora_top_layers: int | None = Field(
         None,
-        ge=1,
-        description="adapters on the top N transformer layers only (None: all). Backward "
-        "then stops there, which halves a CPU step; GPUs keep all layers",
+        ge=0,
+        description="adapters on the top N transformer layers only; 0: all layers (None: all "
+        "on GPU, the top 8 on CPU, where backward then stops early and a step takes half "
+        "the time)",
     )
     learning_rate: float | None = Field(
         None,
@@ -113,6 +114,9 @@ class SftConfig(BaseModel):
                 "device": device,
                 "lora_r": r,
                 "lora_alpha": self.lora_alpha or 2 * r,
+                "lora_top_layers": (0 if gpu else 8)
+                if self.lora_top_layers is None
+                else self.lora_top_layers,
                 "learning_rate": lr,
                 "batch_size": self.batch_size or (8 if gpu else 4),
                 "gradient_checkpointing": gpu
@@ -220,10 +224,10 @@ class DistillConfig(BaseModel):
         description="environments the teacher collects on",
     )
     train_split: str = Field("train", description="split the teacher collects on")
-    train_n: int | None = Field(30, ge=1, description="tasks per training environment (None: all)")
+    train_n: int | None = Field(20, ge=1, description="tasks per training environment (None: all)")
     eval_env: str = Field("bfcl:simple", description="environment of the held-out evaluation")
     eval_split: str = Field("test", description="held-out split (never collected on)")
-    eval_n: int | None = Field(50, ge=1, description="held-out tasks (None: the whole split)")
+    eval_n: int | None = Field(30, ge=1, description="held-out tasks (None: the whole split)")
     env_options: dict[str, Any] = Field(default_factory=dict, description="environment options")
     # teacher
     teacher: str = Field("llamacpp:smollm2", description="teacher ChatModel spec")

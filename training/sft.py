@@ -127,17 +127,35 @@ def _dtype(precision: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
-def _lora(cfg: SftConfig, n_layers: int) -> Any:
+def _linear_names(model: Any) -> list[str]:
+    """The names of the linear layers inside the transformer blocks (PEFT's all-linear)."""
+    import torch
+
+    head = model.get_output_embeddings()
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and module is not head
+        }
+    )
+
+
+def _lora(cfg: SftConfig, model: Any) -> Any:
     from peft import LoraConfig
 
+    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
     layers = None
-    if cfg.lora_top_layers is not None and cfg.lora_top_layers < n_layers:
+    targets = cfg.lora_target_modules
+    if cfg.lora_top_layers and cfg.lora_top_layers < n_layers:
         layers = list(range(n_layers - cfg.lora_top_layers, n_layers))
+        if targets == "all-linear":  # PEFT wants the names when layers are picked
+            targets = _linear_names(model)
     return LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.lora_target_modules,
+        target_modules=targets,
         layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
@@ -227,8 +245,7 @@ def sft(
 
     weights_dtype = _dtype(cfg.precision) if cfg.method == "lora" else _dtype("fp32")
     student = AutoModelForCausalLM.from_pretrained(str(base), dtype=weights_dtype)
-    n_layers = int(getattr(student.config, "num_hidden_layers", 0) or 0)
-    peft_config = _lora(cfg, n_layers) if cfg.method == "lora" else None
+    peft_config = _lora(cfg, student) if cfg.method == "lora" else None
     dataset = Dataset.from_list([{"messages": r["messages"]} for r in conv.rows])
     work.mkdir(parents=True, exist_ok=True)
     trainer = SFTTrainer(

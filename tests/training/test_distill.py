@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -100,3 +101,22 @@ def test_killed_in_sft_resumes_there_without_redoing_collect(tmp_path: Path) -> 
     for stage in STAGES:
         assert stage in out.output
     assert "done" in out.output
+
+
+def test_the_cli_keeps_distills_own_sft_defaults(tmp_path: Path) -> None:
+    """With no SFT flags the student is merged (a plain HF folder the GGUF export takes);
+    an SFT flag changes only what it names."""
+    import typer
+
+    from slmkit.apps.cli_train import register
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    register(app)
+    for extra, epochs in (([], 2.0), (["--epochs", "1"], 1.0)):
+        run = tmp_path / f"run{len(extra)}"
+        args = ["distill", "--run-dir", str(run), "--teacher-agent", "gold", "--train-n", "1"]
+        out = CliRunner().invoke(app, [*args, "--until", "filter", "--no-progress", *extra])
+        assert out.exit_code == 0, out.output
+        sft_cfg = json.loads((run / "config.json").read_text())["sft"]
+        assert sft_cfg["merge"] is True and sft_cfg["epochs"] == epochs

@@ -34,7 +34,7 @@ def trained(
     """One short LoRA run (adapter saved unmerged), its first batch, the loss before."""
     before = agent_token_loss(student_dir, gold_trajectories)
     first = FirstBatch()
-    cfg = SftConfig(max_steps=3, batch_size=3, save_steps=100, max_length=384, progress=False)
+    cfg = SftConfig(max_steps=4, batch_size=3, save_steps=100, max_length=384, progress=False)
     path = sft(
         gold_trajectories,
         model=str(student_dir),
@@ -52,7 +52,7 @@ def test_sft_lowers_the_loss_on_its_trajectories(
     after = agent_token_loss(path, gold_trajectories)
     assert after < 0.7 * before, (before, after)
     meta = json.loads((path / "slmkit_student.json").read_text())
-    assert meta["rows"] == len(gold_trajectories) and meta["steps"] == 3
+    assert meta["rows"] == len(gold_trajectories) and meta["steps"] == 4
     assert meta["losses"][-1] < meta["losses"][0]
 
 
