@@ -531,7 +531,13 @@ def run_sweep(model: ChatModel, args: argparse.Namespace, console: Console) -> N
     data["rows"].sort(key=lambda r: order.index(r["name"]) if r["name"] in order else 99)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=1) + "\n")
-    console.print(variants_markdown(data))
+    section = variants_markdown(data)
+    console.print(section)
+    if args.out.is_file():  # refresh the report's section without rerunning the table
+        report = args.out.read_text(encoding="utf-8")
+        cut = report.find("### What we tried")
+        kept = report if cut < 0 else report[:cut]
+        args.out.write_text(kept.rstrip("\n") + "\n\n" + section, encoding="utf-8")
 
 
 def dump(path: Path, items: list[ItemResult]) -> None:
