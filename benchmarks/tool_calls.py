@@ -550,7 +550,7 @@ def dump(path: Path, items: list[ItemResult]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--model", default=DEFAULT_SPEC, help="model spec")
-    parser.add_argument("--limit", type=int, default=40, help="first N questions per category")
+    parser.add_argument("--limit", type=int, default=30, help="first N questions per category")
     parser.add_argument("--categories", nargs="+", default=list(CATEGORIES), choices=CATEGORIES)
     parser.add_argument(
         "--modes",

@@ -38,9 +38,12 @@ def default_context(path: Path) -> int:
     trained on 128k tokens (``n_ctx=`` asks for more). 4096 when the file does not say.
     """
     import llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
 
-    try:  # metadata only (no weights): about 0.1 s
-        meta = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False).metadata
+    try:  # metadata only (no weights): about 0.1 s; llama.cpp's C log would warn on it
+        with suppress_stdout_stderr(disable=False):
+            llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        meta = llm.metadata
     except (ValueError, RuntimeError):  # llama.cpp reports the real error on the full load
         return 4096
     for key, value in meta.items():
