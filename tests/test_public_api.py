@@ -1,0 +1,38 @@
+"""The public API: each package's ``__all__`` names what it promises, and every name exists."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+PROMISED = {
+    "slmkit.models": {"load_model", "ChatModel", "Completion"},
+    "slmkit.tools": {"tool", "Tool", "ToolRegistry", "ToolResult", "PythonSandbox"},
+    "slmkit.retrieval": {"Index", "Passage", "answer", "CitedAnswer", "Citation", "verify_quote"},
+    "slmkit.agents": {"ToolAgent", "CodeAgent", "RagAgent", "Router", "RunResult", "Trajectory"},
+    "slmkit.simulators": {
+        "Environment",
+        "SimulatedEnvironment",
+        "load_env",
+        "collect",
+        "evaluate",
+    },
+    "slmkit.training": {"distill", "sft", "rl", "DistillConfig"},
+}
+
+
+@pytest.mark.parametrize("package", sorted(PROMISED))
+def test_all_names_the_promised_api_and_every_name_resolves(package: str) -> None:
+    module = importlib.import_module(package)
+    exported = set(module.__all__)
+    assert PROMISED[package] <= exported, PROMISED[package] - exported
+    assert len(module.__all__) == len(exported), "a name is listed twice"
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert not missing, missing
+
+
+def test_chat_is_part_of_the_model_contract() -> None:
+    from slmkit.models import ChatModel
+
+    assert callable(ChatModel.chat) and callable(ChatModel.chat_batch)
