@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import free_port
 
 from slmkit.apps.demo import DemoConfig, build_demo, launch, pydoc_documents, render_sources
 from slmkit.models import ChatModel
@@ -46,15 +46,9 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Index:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(index: Index, smollm: ChatModel) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     demo = launch(DemoConfig(port=port, k=4), index=index, model=smollm, block=False)
     try:
         yield f"http://127.0.0.1:{port}/"

@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
 import jsonschema
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
+from servers import free_port, llama_server
 
 from slmkit.models import (
     BACKENDS,
@@ -202,63 +198,11 @@ def test_transformers_lark_grammar(hf_model: ChatModel) -> None:
 # ----------------------------------------------------------------------------- openai server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama-cpp-python's OpenAI-compatible server on the embedded model; its base URL."""
-    port = _free_port()
-    # A file, not a pipe: llama.cpp logs a lot and would block on a full pipe.
-    log = (tmp_path_factory.mktemp("server") / "server.log").open("w+")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(embedded_gguf()),
-            "--model_alias",
-            "smollm2",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"llama_cpp.server exited: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not come up in 180 s")
-            time.sleep(0.5)
+    with llama_server(tmp_path_factory.mktemp("server") / "server.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -355,7 +299,7 @@ def test_a_wrong_dialect_is_caught_by_validation(server: str) -> None:
 
 
 def test_openai_server_down_is_a_generation_error() -> None:
-    model = OpenAICompatModel.from_target(f"http://127.0.0.1:{_free_port()}/v1#m;dialect=vllm")
+    model = OpenAICompatModel.from_target(f"http://127.0.0.1:{free_port()}/v1#m;dialect=vllm")
     with pytest.raises(GenerationError, match="failed") as info:
         model.chat(ASK, max_tokens=4)
     assert info.value.hint and "server running" in info.value.hint

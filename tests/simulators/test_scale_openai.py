@@ -7,59 +7,22 @@ workers, each with its own environment instance.
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from servers import llama_server
 
 from slmkit.agents import read_trajectories
-from slmkit.models import embedded_gguf
 from slmkit.simulators import CollectConfig, collect
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
-def server() -> Iterator[str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf()),
-           "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
-           "--n_ctx", "2048", "--n_threads", "1"]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail("llama_cpp.server exited")
-            try:
-                if httpx.get(f"{base}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not come up in 180 s")
-            time.sleep(0.5)
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with llama_server(tmp_path_factory.mktemp("server") / "server.log") as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
-@pytest.mark.slow
 def test_collection_with_concurrent_workers_against_a_server(server: str, tmp_path: Path) -> None:
     out = tmp_path / "runs.jsonl"
     summary = collect(
