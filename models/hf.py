@@ -9,6 +9,7 @@ backends. ``transformers:smollm2`` converts the embedded GGUF once into an HF fo
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import shutil
 import tempfile
@@ -59,11 +60,18 @@ def gguf_digest(gguf: Path) -> str:
 
     Keyed on content, not path: the same model installed in another checkout's venv reuses
     the conversion, and a different file at the same path (a new package version) does not.
+    Hashed once per process and file version (every ``transformers:smollm2`` load asks).
     """
+    stat = gguf.stat()
+    return _digest(str(gguf.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    with open(gguf, "rb") as f:
+    with open(path, "rb") as f:
         while block := f.read(1 << 22):
             h.update(block)
     return h.hexdigest()
