@@ -19,12 +19,19 @@ from slmkit.simulators.amplify import AmplifyConfig, AmplifySummary, amplify, tr
 from slmkit.simulators.base import Environment, RewardReport, Task, TaskSet, env_tool
 from slmkit.simulators.collect import CollectConfig, CollectSummary, collect
 from slmkit.simulators.errors import SimulationError
-from slmkit.simulators.evaluate import EvalConfig, EvalReport, evaluate, report_from_trajectories
+from slmkit.simulators.evaluate import EvalConfig, evaluate
 from slmkit.simulators.fidelity import FidelityReport, fidelity_markdown, measure_fidelity
-from slmkit.simulators.report import compare_markdown, load_report, markdown_table, write_chart
+from slmkit.simulators.registry import ENVIRONMENTS, EnvSpec, load_env, register_env
+from slmkit.simulators.report import (
+    EvalReport,
+    compare_markdown,
+    load_report,
+    markdown_table,
+    report_from_trajectories,
+    write_chart,
+)
 from slmkit.simulators.runner import AGENT_KINDS, run_episode
 from slmkit.simulators.simulated import SimulatedEnvironment
-from slmkit.simulators.tasks import ENVIRONMENTS, EnvSpec, load_env, register_env
 from slmkit.simulators.toolspec import load_tools, tools_to_json
 from slmkit.simulators.user import UserSimulator
 from slmkit.simulators.validate import repair_trajectory, validate_trajectory

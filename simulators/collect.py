@@ -41,8 +41,8 @@ from slmkit.models import DEFAULT_SPEC, ChatModel, load_model, parse_spec
 from slmkit.simulators.base import Environment, Task
 from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.jsonl import AppendLog
+from slmkit.simulators.registry import load_env
 from slmkit.simulators.runner import AgentKind, run_episode
-from slmkit.simulators.tasks import load_env
 
 __all__ = ["CollectConfig", "CollectSummary", "collect", "ledger_path"]
 

@@ -15,25 +15,29 @@ Results: ``eval.jsonl`` (one trajectory per task, resumable like collection),
 ``eval.summary.json`` (the :class:`EvalReport`), ``eval.md`` (a Markdown table) and
 ``eval.png`` (a chart), next to each other. The report covers every run in the results
 file (a re-run with a larger ``limit`` extends it). Two summaries compare side by side with
-:func:`slmkit.simulators.report.compare_markdown`.
+:func:`slmkit.simulators.report.compare_markdown`; the numbers themselves are computed
+in :mod:`slmkit.simulators.report`, from the trajectories alone.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from slmkit.agents import Trajectory, read_trajectories
+from slmkit.agents import read_trajectories
 from slmkit.models import DEFAULT_SPEC, ChatModel
 from slmkit.simulators.collect import CollectConfig, collect
+from slmkit.simulators.report import (
+    EvalReport,
+    markdown_table,
+    report_from_trajectories,
+    write_chart,
+)
 from slmkit.simulators.runner import AgentKind
 
-__all__ = ["EvalConfig", "EvalReport", "evaluate", "percentile", "report_from_trajectories"]
+__all__ = ["EvalConfig", "evaluate"]
 
 
 class EvalConfig(BaseModel):
@@ -59,101 +63,8 @@ class EvalConfig(BaseModel):
     progress: bool = Field(default=True, description="show a progress bar")
 
 
-class EvalReport(BaseModel):
-    """The production metrics of one evaluation (see the module docs)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    env: str = ""
-    agent: str = ""
-    model: str = ""
-    split: str = ""
-    tasks: int = 0
-    successes: int = 0
-    success_rate: float | None = None
-    mean_reward: float | None = None
-    schema_valid_rate: float | None = None
-    executable_call_rate: float | None = None
-    step_p50_s: float | None = None
-    step_p95_s: float | None = None
-    task_p50_s: float | None = None
-    task_p95_s: float | None = None
-    tokens_per_task: float | None = None
-    tokens_per_success: float | None = None
-    cost: float = 0.0
-    cost_per_success: float | None = None
-    errors: int = 0
-    stopped: dict[str, int] = Field(default_factory=dict)
-    files: dict[str, str] = Field(default_factory=dict)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100) with linear interpolation; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def _rate(num: int, den: int) -> float | None:
-    return num / den if den else None
-
-
-def report_from_trajectories(
-    trajectories: Iterable[Trajectory],
-    *,
-    env: str = "",
-    agent: str = "",
-    model: str = "",
-    split: str = "",
-) -> EvalReport:
-    """Compute the :class:`EvalReport` of finished runs (labels default to their meta)."""
-    runs = list(trajectories)
-    r = EvalReport(env=env, agent=agent, model=model, split=split)
-    r.tasks = len(runs)
-    if not runs:
-        return r
-    steps: list[float] = []
-    tasks_s: list[float] = []
-    outputs = valid = calls = ok_calls = tokens = 0
-    rewards: list[float] = []
-    stopped: Counter[str] = Counter()
-    for t in runs:
-        m, meta = t.metrics, t.meta
-        r.successes += int(bool(meta.get("success")))
-        r.errors += int(bool(meta.get("error")))
-        rewards.append(float(t.reward or 0.0))
-        stopped[str(meta.get("stopped"))] += 1
-        outputs += int(m.get("outputs") or 0)
-        valid += int(m.get("valid_outputs") or 0)
-        calls += int(m.get("tool_calls") or 0)
-        ok_calls += int(m.get("ok_tool_calls") or 0)
-        tokens += int(m.get("prompt_tokens") or 0) + int(m.get("completion_tokens") or 0)
-        r.cost += float(m.get("cost") or 0.0)
-        steps.extend(float(x) for x in m.get("step_wall_s") or [])
-        tasks_s.append(float(m.get("wall_s") or 0.0))
-        r.env = r.env or str(meta.get("env") or "")
-        r.agent = r.agent or str(meta.get("agent") or "")
-        r.model = r.model or str(meta.get("model") or "")
-    r.success_rate = r.successes / r.tasks
-    r.mean_reward = sum(rewards) / len(rewards)
-    r.schema_valid_rate = _rate(valid, outputs)
-    r.executable_call_rate = _rate(ok_calls, calls)
-    r.step_p50_s, r.step_p95_s = percentile(steps, 50), percentile(steps, 95)
-    r.task_p50_s, r.task_p95_s = percentile(tasks_s, 50), percentile(tasks_s, 95)
-    r.tokens_per_task = tokens / r.tasks
-    r.tokens_per_success = tokens / r.successes if r.successes else None
-    r.cost_per_success = r.cost / r.successes if r.successes else None
-    r.stopped = dict(stopped)
-    return r
-
-
 def evaluate(config: EvalConfig, *, model: ChatModel | None = None) -> EvalReport:
     """Run (or resume) the evaluation ``config`` describes and write its reports."""
-    from slmkit.simulators.report import markdown_table, write_chart
-
     collect(
         CollectConfig(
             env=config.env,

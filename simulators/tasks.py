@@ -1,61 +1,20 @@
-"""Task sets and the environment registry: ``load_env(name, split=..., limit=...)``.
+"""Task files and splits, shared by every environment that reads tasks.
 
-Names::
-
-    bfcl                    BFCL single-turn: simple, multiple, parallel, parallel_multiple,
-                            irrelevance, interleaved; ``bfcl:parallel`` one category
-    math                    reasoning-gym procedural problems (seeded, unlimited);
-                            ``math:gsm8k`` the 100 GSM8K test problems; ``math:<generator>``
-    qa                      questions over a retrieval index (default: Wikipedia summaries)
-    tau2-retail, tau2-airline   tau2-bench customer service (``tau2`` is retail)
-    sim:<tools.json>        an LLM-simulated environment from tool schemas
-
-Options after the name go to the environment's constructor (``model=``, ``index=``,
-``tasks=``, ...). Tasks are plain dicts with a stable ``"id"`` and a ``"split"``; where a
-source has no split of its own, :func:`stable_split` assigns one from a hash of the id,
-so a task never moves between train and test when the data grows.
+Tasks are plain dicts with a stable ``"id"`` and a ``"split"``; where a source has no
+split of its own, :func:`stable_split` assigns one from a hash of the id, so a task never
+moves between train and test when the data grows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from slmkit.simulators.base import Environment, Task
+from slmkit.simulators.base import Task
 from slmkit.simulators.errors import SimulationError
 
-__all__ = [
-    "ENVIRONMENTS",
-    "EnvSpec",
-    "load_env",
-    "read_tasks_jsonl",
-    "register_env",
-    "stable_split",
-]
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """A registered environment: how to build it from ``variant`` and options."""
-
-    name: str
-    factory: Callable[..., Environment]
-    description: str
-    variant_option: str | None = None
-    """The constructor option ``name:variant`` sets (e.g. ``category`` for bfcl)."""
-
-
-ENVIRONMENTS: dict[str, EnvSpec] = {}
-"""Registered environments by name (see the module docs)."""
-
-
-def register_env(spec: EnvSpec) -> None:
-    """Add an environment to :data:`ENVIRONMENTS` (a later spec replaces an earlier one)."""
-    ENVIRONMENTS[spec.name] = spec
+__all__ = ["read_tasks_jsonl", "stable_split"]
 
 
 def stable_split(task_id: str, test_fraction: float = 0.2) -> str:
@@ -96,82 +55,3 @@ def read_tasks_jsonl(path: str | Path) -> list[Task]:
         obj.setdefault("split", stable_split(task_id))
         tasks.append(obj)
     return tasks
-
-
-def load_env(
-    name: str, *, split: str = "test", limit: int | None = None, **options: Any
-) -> Environment:
-    """Build the environment called ``name`` (see the module docs for the names).
-
-    Args:
-        name: ``env`` or ``env:variant``.
-        split: the split :meth:`Environment.tasks` iterates by default.
-        limit: the number of tasks :meth:`Environment.tasks` yields by default.
-        **options: constructor options of that environment (``model=``, ``index=``...).
-
-    Raises:
-        SimulationError: unknown name, or options the environment does not take.
-    """
-    _register_builtins()
-    base, sep, variant = name.partition(":")
-    spec = ENVIRONMENTS.get(base)
-    if spec is None:
-        raise SimulationError(
-            f"unknown environment {name!r}",
-            hint=f"choose one of {', '.join(sorted(ENVIRONMENTS))} (optionally name:variant)",
-        )
-    if sep:
-        if spec.variant_option is None:
-            raise SimulationError(f"environment {base!r} has no variants", hint=f"use {base!r}")
-        options[spec.variant_option] = variant
-    try:
-        return spec.factory(split=split, limit=limit, **options)
-    except TypeError as exc:
-        raise SimulationError(
-            f"cannot build environment {name!r}: {exc}",
-            hint="check the --env-opt/option names against the environment's docs",
-        ) from exc
-
-
-def _register_builtins() -> None:
-    """Register the built-in environments (imported lazily: some read big data files)."""
-    if "bfcl" in ENVIRONMENTS:
-        return
-
-    def bfcl(**kw: Any) -> Environment:
-        from slmkit.simulators.bfcl_env import BfclEnv
-
-        return BfclEnv(**kw)
-
-    def math(**kw: Any) -> Environment:
-        from slmkit.simulators.math_env import MathEnv
-
-        return MathEnv(**kw)
-
-    def qa(**kw: Any) -> Environment:
-        from slmkit.simulators.qa_env import QaEnv
-
-        return QaEnv(**kw)
-
-    def tau2(default: str) -> Callable[..., Environment]:
-        def make(**kw: Any) -> Environment:
-            from slmkit.simulators.tau2_env import Tau2Env
-
-            return Tau2Env(**{"domain": default, **kw})
-
-        return make
-
-    def sim(**kw: Any) -> Environment:
-        from slmkit.simulators.simulated import SimulatedEnvironment
-
-        return SimulatedEnvironment.from_files(**kw)
-
-    register_env(EnvSpec("bfcl", bfcl, "BFCL single-turn function calling", "category"))
-    register_env(EnvSpec("math", math, "numeric word problems with python/calculator", "source"))
-    register_env(EnvSpec("qa", qa, "questions over a retrieval index with a search tool"))
-    register_env(
-        EnvSpec("tau2", tau2("retail"), "tau2-bench customer service (tau2:airline)", "domain")
-    )
-    register_env(EnvSpec("tau2-retail", tau2("retail"), "tau2-bench retail customer service"))
-    register_env(EnvSpec("tau2-airline", tau2("airline"), "tau2-bench airline customer service"))
-    register_env(EnvSpec("sim", sim, "LLM-simulated environment from tool schemas", "tools"))

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slmkit.simulators.errors import SimulationError
-from slmkit.simulators.tasks import load_env
+from slmkit.simulators.registry import load_env
 from slmkit.tools import Tool
 
 __all__ = ["trl_dataset", "trl_environment_factory"]

@@ -19,7 +19,7 @@ from slmkit.simulators import (
     load_report,
     report_from_trajectories,
 )
-from slmkit.simulators.evaluate import percentile
+from slmkit.simulators.report import percentile
 
 
 def _app() -> typer.Typer:
