@@ -18,6 +18,8 @@ Collection and evaluation write append-only JSONL that survives ``kill -9`` and 
 from slmkit.simulators.amplify import AmplifyConfig, AmplifySummary, amplify, trajectory_schema
 from slmkit.simulators.base import Environment, RewardReport, Task, TaskSet, env_tool
 from slmkit.simulators.collect import CollectConfig, CollectSummary, collect
+from slmkit.simulators.envs.simulated import SimulatedEnvironment
+from slmkit.simulators.envs.user import UserSimulator
 from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.evaluate import EvalConfig, evaluate
 from slmkit.simulators.fidelity import FidelityReport, fidelity_markdown, measure_fidelity
@@ -31,9 +33,7 @@ from slmkit.simulators.report import (
     write_chart,
 )
 from slmkit.simulators.runner import AGENT_KINDS, run_episode
-from slmkit.simulators.simulated import SimulatedEnvironment
 from slmkit.simulators.toolspec import load_tools, tools_to_json
-from slmkit.simulators.user import UserSimulator
 from slmkit.simulators.validate import repair_trajectory, validate_trajectory
 
 __all__ = [

@@ -11,7 +11,7 @@ in a real and a simulated episode side by side and measures:
 * **field agreement**: where both succeed, the share of the real output's leaf values
   (``order.items[0].price``) the simulator reproduced at the same path;
 * **consistency**: within each simulated episode, observations of one entity that agree
-  (see :func:`~slmkit.simulators.consistency.entity_conflicts`). Gold action sequences
+  (see :func:`~slmkit.simulators.envs.consistency.entity_conflicts`). Gold action sequences
   rarely read one entity twice, so the first ``rereads`` read-only calls of each task
   are repeated at once with the simulator's cache cleared: the model (with its schema
   pins) must reproduce what it just said. The same measure on the real outputs is reported too, as a
@@ -28,8 +28,8 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.simulators.base import Environment, Task
-from slmkit.simulators.consistency import Observation, entity_conflicts
-from slmkit.simulators.simulated import ERROR_SCHEMA, SimulatedEnvironment
+from slmkit.simulators.envs.consistency import Observation, entity_conflicts
+from slmkit.simulators.envs.simulated import ERROR_SCHEMA, SimulatedEnvironment
 from slmkit.tools import Tool
 
 __all__ = [

@@ -88,30 +88,30 @@ def _register_builtins() -> None:
         return
 
     def bfcl(**kw: Any) -> Environment:
-        from slmkit.simulators.bfcl_env import BfclEnv
+        from slmkit.simulators.envs.bfcl import BfclEnv
 
         return BfclEnv(**kw)
 
     def math(**kw: Any) -> Environment:
-        from slmkit.simulators.math_env import MathEnv
+        from slmkit.simulators.envs.math import MathEnv
 
         return MathEnv(**kw)
 
     def qa(**kw: Any) -> Environment:
-        from slmkit.simulators.qa_env import QaEnv
+        from slmkit.simulators.envs.qa import QaEnv
 
         return QaEnv(**kw)
 
     def tau2(default: str) -> Callable[..., Environment]:
         def make(**kw: Any) -> Environment:
-            from slmkit.simulators.tau2_env import Tau2Env
+            from slmkit.simulators.envs.tau2 import Tau2Env
 
             return Tau2Env(**{"domain": default, **kw})
 
         return make
 
     def sim(**kw: Any) -> Environment:
-        from slmkit.simulators.simulated import SimulatedEnvironment
+        from slmkit.simulators.envs.simulated import SimulatedEnvironment
 
         return SimulatedEnvironment.from_files(**kw)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from slmkit.retrieval import Index
-from slmkit.simulators.qa_env import wiki_documents
+from slmkit.simulators.envs.qa import wiki_documents
 
 
 @pytest.fixture(scope="session")

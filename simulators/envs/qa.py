@@ -8,7 +8,7 @@ fast index for tests and smoke runs); ``index=PATH`` opens any index built with
 
 Tasks come from a JSONL the user gives (``tasks=PATH``: ``{"question", "answer",
 ["source_id"], ["id"]}`` per line; ``answer`` may be a list of aliases) or are generated
-from passages by a model (:mod:`slmkit.simulators.qa_tasks`, ``generate=N``), cached
+from passages by a model (:mod:`slmkit.simulators.envs.qa_tasks`, ``generate=N``), cached
 next to the index.
 
 Reward: token F1 of the answer against the best alias after SQuAD normalization (an
@@ -30,10 +30,10 @@ from typing import Any
 from slmkit.models import ChatModel, DataError, Message, cache_dir, fetch_package
 from slmkit.retrieval import Document, Index
 from slmkit.simulators.base import Environment, RewardReport, Task, env_tool
+from slmkit.simulators.envs.scoring import exact_match, f1_score, normalize_answer
+from slmkit.simulators.envs.user import resolve_model
 from slmkit.simulators.errors import SimulationError
-from slmkit.simulators.scoring import exact_match, f1_score, normalize_answer
-from slmkit.simulators.tasks import read_tasks_jsonl
-from slmkit.simulators.user import resolve_model
+from slmkit.simulators.tasks import read_tasks_jsonl, stable_split
 
 __all__ = ["QaEnv", "default_index", "wiki_documents"]
 
@@ -135,7 +135,7 @@ class QaEnv(Environment):
     def _load_tasks(self) -> list[Task]:
         source = self._task_source
         if source is None and self._generate:
-            from slmkit.simulators.qa_tasks import cached_generated_tasks
+            from slmkit.simulators.envs.qa_tasks import cached_generated_tasks
 
             model = resolve_model(self._model)
             if model is None:
@@ -166,8 +166,6 @@ class QaEnv(Environment):
             if "id" not in t:
                 t["id"] = "qa-" + normalize_answer(str(t["question"]))[:48].replace(" ", "-")
             if "split" not in t:
-                from slmkit.simulators.tasks import stable_split
-
                 t["split"] = stable_split(str(t["id"]))
             out.append(t)
         return out

@@ -7,8 +7,8 @@ import pytest
 from slmkit.models import ChatModel
 from slmkit.retrieval import Index
 from slmkit.simulators import run_episode
-from slmkit.simulators.qa_env import QaEnv
-from slmkit.simulators.qa_tasks import candidate_spans, generate_qa_tasks
+from slmkit.simulators.envs.qa import QaEnv
+from slmkit.simulators.envs.qa_tasks import candidate_spans, generate_qa_tasks
 
 
 def _answer(env: QaEnv, text: str | None, *, search: str | None = None) -> dict[str, float]:

@@ -9,7 +9,7 @@ import pytest
 
 from slmkit.models import ChatModel
 from slmkit.simulators import SimulatedEnvironment, load_tools
-from slmkit.simulators.consistency import Observation, entity_conflicts, pin_schema
+from slmkit.simulators.envs.consistency import Observation, entity_conflicts, pin_schema
 
 ORDER = {
     "type": "object",

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from slmkit.simulators import load_env, run_episode
-from slmkit.simulators.bfcl_env import BFCL_ENV_CATEGORIES, BfclEnv
+from slmkit.simulators.envs.bfcl import BFCL_ENV_CATEGORIES, BfclEnv
 
 
 @pytest.fixture(scope="module")

@@ -120,7 +120,9 @@ class UserSimulator:
 
     def _ask(self, instruction: str | None) -> str:
         assert self.model is not None
-        system = load_prompt("user.md", "slmkit.simulators").replace("{scenario}", self.scenario)
+        system = load_prompt("user.md", "slmkit.simulators.envs").replace(
+            "{scenario}", self.scenario
+        )
         messages: list[Message] = [{"role": "system", "content": system}, *self.turns]
         if instruction is not None:
             messages.append({"role": "user", "content": instruction})

@@ -11,7 +11,7 @@ package ``__init__``). The tool modules use only a small part of it: the ``@is_t
 decorator and ``ToolKitBase`` (a registry of decorated methods), the ``DB`` base model,
 data-path constants and a ``loguru`` logger. :func:`load_domain` supplies small
 stand-ins for exactly those while importing ``data_model.py`` and ``tools.py`` (see
-:mod:`slmkit.simulators.pkgimport`); with tau2 installed for real, its own modules are
+:mod:`slmkit.simulators.envs.pkgimport`); with tau2 installed for real, its own modules are
 used instead.
 """
 
@@ -32,7 +32,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from slmkit.models import DataError, fetch_package
-from slmkit.simulators.pkgimport import bare_package, import_from_file, import_lock, shim_modules
+from slmkit.simulators.envs.pkgimport import (
+    bare_package,
+    import_from_file,
+    import_lock,
+    shim_modules,
+)
 
 __all__ = ["DOMAINS", "Tau2Domain", "load_domain"]
 

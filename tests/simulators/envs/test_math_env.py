@@ -6,13 +6,13 @@ import pytest
 
 from slmkit.models import ChatModel
 from slmkit.simulators import SimulationError, load_env, run_episode
-from slmkit.simulators.math_env import (
+from slmkit.simulators.envs.math import (
     DEFAULT_GENERATORS,
     MathEnv,
     gsm8k_problems,
     reasoning_gym_generators,
 )
-from slmkit.simulators.scoring import exact_match, extract_number, f1_score, numbers_match
+from slmkit.simulators.envs.scoring import exact_match, extract_number, f1_score, numbers_match
 
 
 def test_generators_of_the_default_mix_load_without_optional_packages() -> None:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from slmkit.models import ChatModel, cache_dir
 from slmkit.retrieval import Index
 from slmkit.simulators.base import Task
-from slmkit.simulators.scoring import normalize_answer
+from slmkit.simulators.envs.scoring import normalize_answer
 from slmkit.simulators.tasks import read_tasks_jsonl, stable_split
 from slmkit.tools.prompting import load_prompt
 
@@ -109,7 +109,7 @@ def generate_qa_tasks(
             drops["no_candidate_answer"] += 1
             continue
         prompt = (
-            load_prompt("qa_generate.md", "slmkit.simulators")
+            load_prompt("qa_generate.md", "slmkit.simulators.envs")
             .replace("{title}", doc.title)
             .replace("{text}", text)
         )

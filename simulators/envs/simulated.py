@@ -7,11 +7,11 @@ environment. This class is that simulator behind the :class:`Environment` interf
 * **tools**: each call is answered by the simulator model, decoded under the tool's
   output schema when one is known (else any JSON object), or ``{"error": ...}`` for a
   call that cannot succeed, which the agent sees as a tool error. Consistency within an
-  episode (see :mod:`slmkit.simulators.consistency`): identical calls return identical
+  episode (see :mod:`slmkit.simulators.envs.consistency`): identical calls return identical
   outputs, fields the episode already established are pinned in the schema, and the
   earlier calls and outputs are in the prompt. A mutating tool's call clears the cache.
 * **user**: tasks with a ``"user"`` scenario get a ``send_message_to_user`` tool played
-  by a :class:`~slmkit.simulators.user.UserSimulator`.
+  by a :class:`~slmkit.simulators.envs.user.UserSimulator`.
 * **reward**: a ``check(env) -> float`` function, or a rubric judged by a model under a
   verdict schema (``{"reason", "score": 0..1}`` or ``{"reason", "pass": bool}``).
 
@@ -34,11 +34,11 @@ from slmkit.agents.actions import canonical_call
 from slmkit.models import DEFAULT_SPEC, ChatModel, Message
 from slmkit.models.chat_format import decode_arguments
 from slmkit.simulators.base import Environment, RewardReport, Task, jsonable, tool_from_method
-from slmkit.simulators.consistency import pin_schema
+from slmkit.simulators.envs.consistency import pin_schema
+from slmkit.simulators.envs.user import UserSimulator, resolve_model, scenario_text
 from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.tasks import read_tasks_jsonl, stable_split
 from slmkit.simulators.toolspec import is_mutating, load_tools, text_or_file
-from slmkit.simulators.user import UserSimulator, resolve_model, scenario_text
 from slmkit.tools import Tool
 from slmkit.tools.prompting import describe_tool, load_prompt
 
@@ -364,7 +364,7 @@ class SimulatedEnvironment(Environment):
         )
         domain = f"About the system:\n{self.domain[:2000]}\n" if self.domain else ""
         system = (
-            load_prompt("tool.md", "slmkit.simulators")
+            load_prompt("tool.md", "slmkit.simulators.envs")
             .replace("{tool}", tool.name)
             .replace("{domain}", domain)
             .replace("{tool_doc}", doc)
@@ -409,7 +409,7 @@ class SimulatedEnvironment(Environment):
             "additionalProperties": False,
         }
         prompt = (
-            load_prompt("judge.md", "slmkit.simulators")
+            load_prompt("judge.md", "slmkit.simulators.envs")
             .replace("{task}", str(task.get("prompt", "")))
             .replace("{rubric}", rubric)
             .replace("{transcript}", self.transcript())

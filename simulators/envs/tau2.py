@@ -2,9 +2,9 @@
 
 An episode: the agent reads the domain policy and the customer's opening message, calls
 the domain's real tools (tau2's own code over a fresh copy of the database, see
-:mod:`slmkit.simulators.tau2_loader`) and talks to the customer through
+:mod:`slmkit.simulators.envs.tau2_data`) and talks to the customer through
 ``send_message_to_user``, whose result is the customer's reply (a
-:class:`~slmkit.simulators.user.UserSimulator` playing the task's instructions).
+:class:`~slmkit.simulators.envs.user.UserSimulator` playing the task's instructions).
 
 The reward is tau2's for these domains (``reward_basis`` defaults to DB and
 COMMUNICATE):
@@ -29,9 +29,9 @@ from typing import Any
 
 from slmkit.models import ChatModel, Message
 from slmkit.simulators.base import Environment, RewardReport, Task, jsonable, tool_from_method
+from slmkit.simulators.envs.tau2_data import DOMAINS, Tau2Domain, load_domain
+from slmkit.simulators.envs.user import UserSimulator, resolve_model, scenario_text
 from slmkit.simulators.errors import SimulationError
-from slmkit.simulators.tau2_loader import DOMAINS, Tau2Domain, load_domain
-from slmkit.simulators.user import UserSimulator, resolve_model, scenario_text
 from slmkit.tools import Tool
 
 __all__ = ["Tau2Env", "db_hash"]

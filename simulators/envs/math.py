@@ -12,7 +12,7 @@ Two sources:
 
 Tools: ``python`` (a persistent :class:`~slmkit.tools.PythonSandbox` per episode) and
 ``calculator``. Reward: 1 when the number in the submitted answer equals the expected
-one (:func:`~slmkit.simulators.scoring.numbers_match`), else 0.
+one (:func:`~slmkit.simulators.envs.scoring.numbers_match`), else 0.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any
 
 from slmkit.models import DataError, Message, fetch_package
 from slmkit.simulators.base import Environment, RewardReport, Task, env_tool
+from slmkit.simulators.envs.pkgimport import bare_package, import_lock, on_path
+from slmkit.simulators.envs.scoring import extract_number, numbers_match, parse_number
 from slmkit.simulators.errors import SimulationError
-from slmkit.simulators.pkgimport import bare_package, import_lock, on_path
-from slmkit.simulators.scoring import extract_number, numbers_match, parse_number
 from slmkit.tools import PythonSandbox, evaluate_arithmetic
 
 __all__ = ["DEFAULT_GENERATORS", "MathEnv", "reasoning_gym_generators"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from slmkit.simulators import run_episode
-from slmkit.simulators.tau2_env import Tau2Env
+from slmkit.simulators.envs.tau2 import Tau2Env
 
 
 @pytest.fixture(scope="module")
