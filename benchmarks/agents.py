@@ -2,7 +2,7 @@
 
 (a) **BFCL** (``simple_python``, ``multiple``, ``parallel``, ``irrelevance``): one
     ToolAgent action per question on the embedded model, checked with BFCL's AST rules
-    (:func:`slmkit.tools.bfcl.check_calls`). ``irrelevance`` is right when the agent
+    (:func:`slmkit.simulators.envs.bfcl_check.check_calls`). ``irrelevance`` is right when the agent
     answers without calling a tool. Reported: accuracy, schema-valid rate, p50/p95 run
     latency.
 (b) **Arithmetic word problems** from reasoning-gym's procedural generators
@@ -45,8 +45,9 @@ from rich.table import Table
 
 from slmkit.agents import CodeAgent, RunResult, ToolAgent
 from slmkit.models import ChatModel, fetch_package, load_model
+from slmkit.simulators.envs.bfcl_check import check_calls
+from slmkit.simulators.envs.bfcl_data import load_bfcl
 from slmkit.tools import Tool, tool
-from slmkit.tools.bfcl import check_calls, load_bfcl
 
 BFCL_CATEGORIES = ("simple_python", "multiple", "parallel", "irrelevance")
 ARITH_DATASETS = ("basic_arithmetic", "gsm_symbolic")

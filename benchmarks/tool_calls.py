@@ -15,9 +15,10 @@ request fits its tools:
 
 Measured per category and mode: JSON-valid rate (the reply holds a JSON value: the first
 ``{``/``[`` of the reply, fences allowed, parsed up to its end), schema-valid rate (that
-value validates against the call schema), AST accuracy (:func:`slmkit.tools.bfcl.check_calls`,
-BFCL's rules: for ``irrelevance`` any reply that is not a call is correct), p50/p95
-latency per call and completion tokens per second.
+value validates against the call schema), AST accuracy
+(:func:`slmkit.simulators.envs.bfcl_check.check_calls`, BFCL's rules: for ``irrelevance``
+any reply that is not a call is correct), p50/p95 latency per call and completion tokens
+per second.
 
     python benchmarks/tool_calls.py                   # the table (about 12 min on 2 cores)
     python benchmarks/tool_calls.py --limit 10        # quick run
@@ -49,8 +50,9 @@ from rich.progress import Progress
 from rich.table import Table
 
 from slmkit.models import DEFAULT_SPEC, ChatModel, load_model
+from slmkit.simulators.envs.bfcl_check import check_calls
+from slmkit.simulators.envs.bfcl_data import BfclItem, load_bfcl
 from slmkit.tools import Tool, ToolRegistry
-from slmkit.tools.bfcl import BfclItem, check_calls, load_bfcl
 from slmkit.tools.prompting import describe_tool, tool_call_messages
 
 CATEGORIES = ("simple_python", "multiple", "parallel", "irrelevance")
@@ -462,7 +464,8 @@ def markdown(rows: list[Row], info: dict[str, Any], variants: dict[str, Any] | N
         "\n\nJSON-valid: the reply holds a JSON value (first `{`/`[`, code fences allowed). "
         "Schema-valid: it validates against the call schema (the union of the question's "
         'functions plus `{"name": "none"}`; a list of calls for `parallel`). AST accuracy: '
-        "BFCL's AST checker rules (`slmkit.tools.bfcl.check_calls`); for `irrelevance` a "
+        "BFCL's AST checker rules (`slmkit.simulators.envs.bfcl_check.check_calls`); "
+        "for `irrelevance` a "
         "reply that is not a call counts as correct, as in BFCL. Latency is per call "
         "(prompt + decoding); tok/s is completion tokens per second.\n"
     )

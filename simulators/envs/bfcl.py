@@ -3,9 +3,9 @@
 Each task is one BFCL question with its own function docs; the functions have no
 implementation (BFCL judges the *call*, not a result), so calling one records the call
 and returns an acknowledgement. The reward is BFCL's AST match
-(:func:`slmkit.tools.bfcl.check_calls`) over every call the agent attempted, including
-ones the registry rejected. One agent step is the whole task, with parallel calls on for
-the parallel categories: :meth:`BfclEnv.agent_hints` says so.
+(:func:`slmkit.simulators.envs.bfcl_check.check_calls`) over every call the agent
+attempted, including ones the registry rejected. One agent step is the whole task, with
+parallel calls on for the parallel categories: :meth:`BfclEnv.agent_hints` says so.
 
 BFCL has no train/test split; :func:`~slmkit.simulators.tasks.stable_split` assigns one
 from each id (20 % test).
@@ -18,10 +18,11 @@ from typing import Any, ClassVar
 
 from slmkit.models import Message
 from slmkit.simulators.base import Environment, RewardReport, Task
+from slmkit.simulators.envs.bfcl_check import check_calls
+from slmkit.simulators.envs.bfcl_data import BFCL_CATEGORIES, BfclItem, load_bfcl, reference_calls
 from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.tasks import stable_split
 from slmkit.tools import Tool
-from slmkit.tools.bfcl import BFCL_CATEGORIES, BfclItem, check_calls, load_bfcl, reference_calls
 
 __all__ = ["BFCL_ENV_CATEGORIES", "BfclEnv"]
 

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 
 from slmkit.models import Constraint, ConstraintError, embedded_gguf
 from slmkit.models.guidance import compile_constraint
+from slmkit.simulators.envs.bfcl_data import BFCL_CATEGORIES, load_bfcl
 from slmkit.tools import Tool, ToolDefinitionError, ToolRegistry, normalize_parameters, tool
-from slmkit.tools.bfcl import BFCL_CATEGORIES, load_bfcl
 
 
 class Address(BaseModel):
@@ -239,7 +239,7 @@ def test_every_bfcl_function_doc_converts_and_compiles(lltok: llguidance.LLToken
 
 
 def test_a_bfcl_call_schema_validates_its_reference_answer(lltok: llguidance.LLTokenizer) -> None:
-    from slmkit.tools.bfcl import reference_calls
+    from slmkit.simulators.envs.bfcl_data import reference_calls
 
     for cat in ("simple_python", "multiple", "parallel"):
         for it in load_bfcl(cat, limit=10):
