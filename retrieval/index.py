@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -34,16 +32,13 @@ from .dense import DenseIndex, Kind, choose_kind
 from .documents import Document, as_documents
 from .embeddings import Embedder
 from .errors import IndexCorruptError, RetrievalError
+from .generation import Generation, open_generation, prepare_folder, write_generation
 from .manifest import (
-    MANIFEST_NAME,
     DenseParams,
     EmbedderInfo,
     Manifest,
-    commit_manifest,
-    file_entry,
     generation_prefix,
     read_manifest,
-    rebuild_hint,
     remove_stale_files,
     verify_files,
 )
@@ -56,20 +51,6 @@ SearchMode = Literal["hybrid", "dense", "bm25"]
 RRF_K = 60
 """Reciprocal-rank-fusion constant from Cormack et al. (2009); damps top-rank dominance."""
 _COMPACT_ABOVE = 0.5  # rebuild an HNSW graph once tombstones outnumber live vectors
-
-
-@dataclass
-class _State:
-    """One generation, open in memory."""
-
-    manifest: Manifest
-    dense: DenseIndex
-    bm25: Bm25Index
-    store: ChunkStore
-
-    @property
-    def tombstones(self) -> int:
-        return self.dense.ntotal - self.manifest.chunks
 
 
 def _as_embedder(embedder: Embedder | str | os.PathLike[str] | None) -> Embedder:
@@ -103,7 +84,7 @@ def _rrf(rankings: Sequence[list[tuple[int, float]]], k: int) -> list[tuple[int,
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
 
 
-def _dense(state: _State, vector: npt.NDArray[np.float32], k: int) -> list[tuple[int, float]]:
+def _dense(state: Generation, vector: npt.NDArray[np.float32], k: int) -> list[tuple[int, float]]:
     """Dense top-``k`` of live chunks; over-fetches past HNSW tombstones as needed."""
     fetch = k + min(state.tombstones, k)
     while True:
@@ -117,86 +98,13 @@ def _dense(state: _State, vector: npt.NDArray[np.float32], k: int) -> list[tuple
         fetch = min(4 * fetch, state.dense.ntotal)
 
 
-def _max_generation(folder: Path) -> int:
-    """Highest generation number among files in ``folder`` (0 if none)."""
-    gens = [
-        int(p.name[1:7])
-        for p in folder.iterdir()
-        if p.name.startswith("g") and p.name[1:7].isdigit()
-    ]
-    return max(gens, default=0)
-
-
-def _prepare_folder(path: str | os.PathLike[str], overwrite: bool) -> tuple[Path, int]:
-    """The folder to build in and the generation to write there."""
-    folder = Path(path)
-    if not folder.exists():
-        folder.mkdir(parents=True)
-        return folder, 1
-    if not folder.is_dir():
-        raise RetrievalError(f"{folder} exists and is not a folder", hint="choose another path")
-    if (folder / MANIFEST_NAME).exists():
-        if not overwrite:
-            raise RetrievalError(
-                f"an index already exists at {folder}",
-                hint="pass overwrite=True to replace it, or Index.load(path).add(...) to extend it",
-            )
-        return folder, _max_generation(folder) + 1
-    strangers = [
-        p.name for p in folder.iterdir() if not (p.name.startswith("g") and p.name[1:7].isdigit())
-    ]
-    if strangers:
-        raise RetrievalError(
-            f"{folder} is not empty and holds no index (found {strangers[0]!r})",
-            hint="build into a new or empty folder",
-        )
-    return folder, _max_generation(folder) + 1
-
-
-def _open_state(folder: Path, manifest: Manifest) -> _State:
-    """Open the files of ``manifest``'s generation, checking they agree with it."""
-    try:
-        dense = DenseIndex.load(folder / manifest.dense_file, manifest.dense)
-    except RuntimeError as exc:
-        raise IndexCorruptError(
-            f"cannot read FAISS file {folder / manifest.dense_file}: {exc}",
-            hint=rebuild_hint(folder),
-        ) from exc
-    try:
-        store = ChunkStore(folder / manifest.store_file)
-        counts = store.counts()
-    except sqlite3.Error as exc:
-        raise IndexCorruptError(
-            f"cannot read chunk store {folder / manifest.store_file}: {exc}",
-            hint=rebuild_hint(folder),
-        ) from exc
-    try:
-        bm25 = Bm25Index.load(folder / manifest.bm25_dir)
-    except (OSError, ValueError, KeyError) as exc:
-        store.close()
-        raise IndexCorruptError(
-            f"cannot read BM25 data in {folder / manifest.bm25_dir}: {exc}",
-            hint=rebuild_hint(folder),
-        ) from exc
-    found = (dense.dimension, counts, len(bm25.ids))
-    expected = (manifest.embedder.dimension, (manifest.documents, manifest.chunks), manifest.chunks)
-    if found != expected or dense.ntotal != manifest.vectors:
-        store.close()
-        raise IndexCorruptError(
-            f"index files in {folder} disagree with the manifest "
-            f"(dimension, (documents, chunks), bm25 rows) = {found}, expected {expected}",
-            hint=rebuild_hint(folder),
-        )
-    return _State(manifest, dense, bm25, store)
-
-
 class Index:
     """A searchable, updatable index of documents, stored in one folder.
 
     Create one with :meth:`build` or :meth:`load`. It is a :class:`Retriever`.
     """
 
-    def __init__(self, folder: Path, state: _State, embedder: Embedder) -> None:
+    def __init__(self, folder: Path, state: Generation, embedder: Embedder) -> None:
         """Internal: use :meth:`build` or :meth:`load`."""
         self.path = folder
         self.embedder = embedder
@@ -239,7 +147,7 @@ class Index:
         params = (dense or DenseParams()).model_copy(update={"kind": chosen})
 
         temporary = path is None
-        folder, generation = _prepare_folder(
+        folder, generation = prepare_folder(
             tempfile.mkdtemp(prefix="slmkit-index-") if path is None else path, overwrite
         )
         store = ChunkStore.create(folder / f"{generation_prefix(generation)}.sqlite")
@@ -253,7 +161,7 @@ class Index:
             )
             bm25 = Bm25Index.build([c.search_text for c in stored], ids)
             now = datetime.now(UTC).isoformat()
-            state = _write_generation(
+            state = write_generation(
                 folder,
                 generation,
                 store=store,
@@ -302,7 +210,7 @@ class Index:
             )
         if verify:
             verify_files(folder, manifest)
-        return cls(folder, _open_state(folder, manifest), emb)
+        return cls(folder, open_generation(folder, manifest), emb)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -437,7 +345,7 @@ class Index:
                 dense = dense.compact({c.id for c in store.iter_chunks()})
             chunks = list(store.iter_chunks())
             bm25 = Bm25Index.build([c.search_text for c in chunks], [c.id for c in chunks])
-            self._state = _write_generation(
+            self._state = write_generation(
                 self.path,
                 generation,
                 store=store,
@@ -449,7 +357,7 @@ class Index:
             )
         except BaseException:
             store.close()
-            self._state = _open_state(self.path, read_manifest(self.path))
+            self._state = open_generation(self.path, read_manifest(self.path))
             old.store.close()
             raise
         old.store.close()
@@ -478,41 +386,3 @@ class Index:
             f"Index({str(self.path)!r}, kind={m.dense.kind!r}, documents={m.documents}, "
             f"chunks={m.chunks}, embedder={m.embedder.name!r})"
         )
-
-
-def _write_generation(
-    folder: Path,
-    generation: int,
-    *,
-    store: ChunkStore,
-    dense: DenseIndex,
-    bm25: Bm25Index,
-    embedder: EmbedderInfo,
-    chunking: ChunkingConfig,
-    created_at: str,
-) -> _State:
-    """Write one generation's files next to ``store``'s, then commit its manifest."""
-    prefix = generation_prefix(generation)
-    dense_file, bm25_dir = f"{prefix}.faiss", f"{prefix}.bm25"
-    dense.save(folder / dense_file)
-    bm25_files = bm25.save(folder / bm25_dir)
-    documents, chunks = store.counts()
-    store.close()
-    names = [dense_file, store.path.name, *(f"{bm25_dir}/{p.name}" for p in bm25_files)]
-    manifest = Manifest(
-        generation=generation,
-        embedder=embedder,
-        dense=dense.params,
-        chunking=chunking,
-        documents=documents,
-        chunks=chunks,
-        vectors=dense.ntotal,
-        dense_file=dense_file,
-        store_file=store.path.name,
-        bm25_dir=bm25_dir,
-        files={name: file_entry(folder / name) for name in names},
-        created_at=created_at,
-    )
-    commit_manifest(folder, manifest)
-    remove_stale_files(folder, manifest)
-    return _State(manifest, dense, bm25, ChunkStore(store.path))

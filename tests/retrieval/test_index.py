@@ -24,7 +24,7 @@ from slmkit.retrieval import (
     choose_kind,
     document_from_text,
 )
-from slmkit.retrieval import index as index_module
+from slmkit.retrieval import generation as generation_module
 from slmkit.retrieval.dense import DenseIndex
 from slmkit.retrieval.embeddings import default_model_path
 from slmkit.retrieval.sparse import Bm25Index
@@ -270,7 +270,7 @@ CRASH_POINTS = {
     "store-write": (ChunkStore, "put", _fail),
     "faiss-write": (DenseIndex, "save", _fail),
     "bm25-write": (Bm25Index, "save", _fail),
-    "manifest-write": (index_module, "commit_manifest", _fail_after_partial_manifest),
+    "manifest-write": (generation_module, "commit_manifest", _fail_after_partial_manifest),
 }
 
 
@@ -316,7 +316,7 @@ def test_crash_during_delete_keeps_the_document(
     folder = tmp_path / "ix"
     index = Index.build(corpus, folder, embedder=embedder)  # flat: delete removes vectors
     with monkeypatch.context() as patch:
-        patch.setattr(index_module, "commit_manifest", _fail_after_partial_manifest)
+        patch.setattr(generation_module, "commit_manifest", _fail_after_partial_manifest)
         with pytest.raises(OSError):
             index.delete("python")
     for survivor in (index, Index.load(folder)):
