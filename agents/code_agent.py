@@ -33,9 +33,9 @@ from slmkit.agents.graph import current_thread
 from slmkit.agents.loop import Approval, LoopAgent
 from slmkit.agents.router import FailureKind
 from slmkit.agents.sampling import CallOutcome, Trial
-from slmkit.models import Candidate, ChatModel, Message
+from slmkit.models import Candidate, ChatModel, Message, render_prompt
 from slmkit.tools import PythonSandbox, SandboxResult, Tool, ToolCall, ToolRegistry
-from slmkit.tools.prompting import describe_tools, load_prompt
+from slmkit.tools.prompting import describe_tools
 
 __all__ = ["CodeAgent", "action_budget", "code_grammar", "parse_code_action"]
 
@@ -187,12 +187,8 @@ class CodeAgent(LoopAgent):
 
     def _system_prompt(self) -> str:
         callable_tools = [t for t in self.registry if t.name not in _RESERVED]
-        return (
-            load_prompt("code_agent.md", "slmkit.agents")
-            .replace("{tools}", describe_tools(callable_tools))
-            .replace("\n\n- final_answer", "\n- final_answer")
-            .strip()
-        )
+        tools = describe_tools(callable_tools)
+        return render_prompt("slmkit.agents", "code_agent.md", tools=tools).strip()
 
     def _model_view(self, messages: list[Message]) -> list[Message]:
         return [{"role": m["role"], "content": m.get("content") or ""} for m in messages]

@@ -35,10 +35,9 @@ from slmkit.agents.config import RagConfig, with_options
 from slmkit.agents.events import ModelCall, StepEvent
 from slmkit.agents.graph import BaseState, GraphAgent, current_session
 from slmkit.agents.router import Routed, Signals
-from slmkit.models import ChatModel
+from slmkit.models import ChatModel, render_prompt
 from slmkit.retrieval import Passage, Retriever
 from slmkit.tools import Tool
-from slmkit.tools.prompting import load_prompt
 
 __all__ = ["AnswerFn", "CitedAnswerLike", "RagAgent"]
 
@@ -250,9 +249,7 @@ class RagAgent(GraphAgent):
     def _reformulate_node(self, state: Mapping[str, Any]) -> dict[str, Any]:
         t0 = time.time()
         step = int(state.get("step", 0)) + 1
-        prompt = load_prompt("rag_reformulate.md", "slmkit.agents").replace(
-            "{question}", str(state["task"])
-        )
+        prompt = render_prompt("slmkit.agents", "rag_reformulate.md", question=str(state["task"]))
         routed = self.router.complete(
             [{"role": "user", "content": prompt}], schema=_Query, max_tokens=48
         )

@@ -22,9 +22,9 @@ from slmkit.agents.actions import Action, action_schema, action_text, canonical_
 from slmkit.agents.config import AgentConfig, with_options
 from slmkit.agents.loop import Approval, LoopAgent
 from slmkit.agents.sampling import CallOutcome, Trial
-from slmkit.models import Candidate, ChatModel, Message
+from slmkit.models import Candidate, ChatModel, Message, render_prompt
 from slmkit.tools import Tool, ToolCall, ToolRegistry
-from slmkit.tools.prompting import describe_tools, load_prompt
+from slmkit.tools.prompting import describe_tools
 
 __all__ = ["ToolAgent"]
 
@@ -60,13 +60,13 @@ class ToolAgent(LoopAgent):
             call = f'{{{lead}"tool_calls": [{call}, ...]}}'
         elif lead:
             call = "{" + lead + call[1:]
-        return (
-            load_prompt("tool_agent.md", "slmkit.agents")
-            .replace("{call}", call)
-            .replace("{answer}", f'{{{lead}"final_answer": ...}}')
-            .replace("{tools}", describe_tools(self.registry) or "(none)")
-            .strip()
-        )
+        return render_prompt(
+            "slmkit.agents",
+            "tool_agent.md",
+            call=call,
+            answer=f'{{{lead}"final_answer": ...}}',
+            tools=describe_tools(self.registry) or "(none)",
+        ).strip()
 
     def _model_view(self, messages: list[Message]) -> list[Message]:
         view: list[Message] = []

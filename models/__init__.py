@@ -23,11 +23,13 @@ from slmkit.models.errors import (
     GenerationError,
     ModelError,
     ModelNotFoundError,
+    PromptError,
     SlmkitError,
 )
 from slmkit.models.loader import BACKENDS, DEFAULT_SPEC, load_model, parse_spec
 from slmkit.models.paths import cache_dir
 from slmkit.models.pkgdata import fetch_package
+from slmkit.models.prompts import load_prompt, render_prompt, render_template
 from slmkit.models.schema import Constraint, SchemaLike, to_json_schema
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "Message",
     "ModelError",
     "ModelNotFoundError",
+    "PromptError",
     "RawOutput",
     "Sampling",
     "SchemaLike",
@@ -55,6 +58,9 @@ __all__ = [
     "embedded_gguf",
     "fetch_package",
     "load_model",
+    "load_prompt",
     "parse_spec",
+    "render_prompt",
+    "render_template",
     "to_json_schema",
 ]

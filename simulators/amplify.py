@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.agents import Trajectory, read_trajectories
-from slmkit.models import DEFAULT_SPEC, ChatModel, Message, load_model
+from slmkit.models import DEFAULT_SPEC, ChatModel, Message, load_model, render_prompt
 from slmkit.models.chat_format import decode_arguments
 from slmkit.simulators.collect import ledger_path
 from slmkit.simulators.errors import SimulationError
@@ -35,7 +35,7 @@ from slmkit.simulators.jsonl import AppendLog
 from slmkit.simulators.toolspec import load_tools, text_or_file
 from slmkit.simulators.validate import repair_trajectory, validate_trajectory
 from slmkit.tools import Tool, ToolCall, ToolRegistry
-from slmkit.tools.prompting import describe_tools, load_prompt
+from slmkit.tools.prompting import describe_tools
 
 __all__ = [
     "AmplifyConfig",
@@ -174,11 +174,12 @@ def from_compact(obj: dict[str, Any], tools: ToolRegistry, *, domain: str = "") 
 
 def _prompt(cfg: AmplifyConfig, tools: ToolRegistry, shown: list[Trajectory], domain: str) -> str:
     examples = "\n".join(json.dumps(to_compact(s), ensure_ascii=False) for s in shown)
-    return (
-        load_prompt("amplify.md", "slmkit.simulators")
-        .replace("{domain}", f"About the system:\n{domain[:1500]}\n" if domain else "")
-        .replace("{tools}", describe_tools(tools))
-        .replace("{examples}", examples)
+    return render_prompt(
+        "slmkit.simulators",
+        "amplify.md",
+        domain=f"About the system:\n{domain[:1500]}\n" if domain else "",
+        tools=describe_tools(tools),
+        examples=examples,
     )
 
 

@@ -5,50 +5,23 @@ Small models read a compact signature line per tool better than a JSON Schema du
 argument. The schema itself still constrains decoding; the prompt only has to make the
 model pick the right tool and copy the right values.
 
-``prompts/tool_call.md`` is a Jinja template with the variables ``functions`` (the
-rendered tool list), ``parallel`` (the reply is a list of calls) and ``allow_no_call``
-(the model may decline with ``{"name": "none", ...}`` or ``[]``).
+``prompts/tool_call.md`` is a Jinja template (rendered by
+:func:`slmkit.models.render_template`) with the variables ``functions`` (the rendered
+tool list), ``parallel`` (the reply is a list of calls) and ``allow_no_call`` (the model
+may decline with ``{"name": "none", ...}`` or ``[]``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from functools import cache
-from importlib import resources
 from typing import Any
 
-import jinja2
-import jinja2.sandbox
-
+from slmkit.models import load_prompt, render_template
 from slmkit.tools.registry import NO_CALL
 from slmkit.tools.tool import Tool
 
-__all__ = [
-    "describe_tool",
-    "describe_tools",
-    "load_prompt",
-    "render_prompt",
-    "tool_call_messages",
-]
-
-_ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=False,
-    undefined=jinja2.StrictUndefined,
-)
-
-
-@cache
-def load_prompt(name: str, package: str = "slmkit.tools") -> str:
-    """The text of ``prompts/<name>`` shipped inside ``package``."""
-    return (resources.files(package) / "prompts" / name).read_text(encoding="utf-8")
-
-
-def render_prompt(template: str, **variables: Any) -> str:
-    """Render a Jinja prompt template (sandboxed; undefined variables are an error)."""
-    return _ENV.from_string(template).render(**variables).strip()
+__all__ = ["describe_tool", "describe_tools", "tool_call_messages"]
 
 
 def _type_name(schema: dict[str, Any]) -> str:
@@ -100,13 +73,13 @@ def tool_call_messages(
     rendered with the tool list; ``parallel`` and ``allow_no_call`` must match the
     :meth:`~slmkit.tools.ToolRegistry.call_schema` the output is decoded under.
     """
-    text = template_text if template_text is not None else load_prompt(template)
-    system = render_prompt(
+    text = template_text if template_text is not None else load_prompt("slmkit.tools", template)
+    system = render_template(
         text,
         functions=describe_tools(tools, describe),
         parallel=parallel,
         allow_no_call=allow_no_call,
         no_call=NO_CALL,
-    )
+    ).strip()
     rest = [m for m in conversation if m.get("role") != "system"]
     return [{"role": "system", "content": system}, *rest]

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from slmkit.models import ChatModel, Message, RawOutput, Sampling, load_model
+from slmkit.models import ChatModel, Message, RawOutput, Sampling, load_model, render_prompt
 from slmkit.models.schema import Constraint
 
 __all__ = [
@@ -39,9 +38,8 @@ _TOOLS_MARK = "\nTools:\n"
 
 
 def short_header() -> str:
-    """The packaged short student header (``templates/student_system.md``)."""
-    text = resources.files("slmkit.training").joinpath("templates/student_system.md").read_text()
-    return text.split(_TOOLS_MARK)[0].strip()
+    """The packaged short student header (``prompts/student_system.md``)."""
+    return render_prompt("slmkit.training", "student_system.md").strip()
 
 
 def student_system_prompt(agent_prompt: str, header: str) -> str:

@@ -26,7 +26,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from slmkit.models import DataError, Message, fetch_package
+from slmkit.models import DataError, Message, fetch_package, render_prompt
 from slmkit.simulators.base import Environment, RewardReport, Task, env_tool
 from slmkit.simulators.envs.pkgimport import bare_package, import_lock, on_path
 from slmkit.simulators.envs.scoring import extract_number, numbers_match, parse_number
@@ -50,10 +50,6 @@ DEFAULT_GENERATORS = (
 _SPLIT_SEEDS = {"train": 1, "test": 1 << 31}
 _CHUNK = 1000
 _GSM8K = "gsm8k"
-_SYSTEM = (
-    "Solve the problem. You can run Python code with the python tool (print what you "
-    "need) or use the calculator. Give the final answer as a number."
-)
 
 
 @cache
@@ -206,7 +202,8 @@ class MathEnv(Environment):
         if self._sandbox is not None and self._sandbox_used:
             self._sandbox.restart()
         self._sandbox_used = False
-        return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": task["prompt"]}]
+        system = render_prompt("slmkit.simulators.envs", "math_system.md")
+        return [{"role": "system", "content": system}, {"role": "user", "content": task["prompt"]}]
 
     def prompt_text(self, messages: Sequence[Message]) -> str:
         """The problem alone: agents bring their own instructions and tool docs."""

@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from slmkit.models import ChatModel, DataError, Message, cache_dir, fetch_package
+from slmkit.models import ChatModel, DataError, Message, cache_dir, fetch_package, render_prompt
 from slmkit.retrieval import Document, Index
 from slmkit.simulators.base import Environment, RewardReport, Task, env_tool
 from slmkit.simulators.envs.scoring import exact_match, f1_score, normalize_answer
@@ -37,10 +37,6 @@ from slmkit.simulators.tasks import read_tasks_jsonl, stable_split
 
 __all__ = ["QaEnv", "default_index", "wiki_documents"]
 
-_SYSTEM = (
-    "Answer the question with a short answer. Use the search tool to find the facts. "
-    "Cite the source of your answer as [source id]."
-)
 _CITE = re.compile(r"\[([^\[\]]{1,200})\]")
 _PASSAGE_CHARS = 360
 
@@ -178,7 +174,7 @@ class QaEnv(Environment):
     def _start(self, task: Task) -> list[Message]:
         self.seen_sources = set()
         return [
-            {"role": "system", "content": _SYSTEM},
+            {"role": "system", "content": render_prompt("slmkit.simulators.envs", "qa_system.md")},
             {"role": "user", "content": str(task["question"])},
         ]
 

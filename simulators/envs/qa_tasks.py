@@ -26,12 +26,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from slmkit.models import ChatModel, cache_dir
+from slmkit.models import ChatModel, cache_dir, render_prompt
 from slmkit.retrieval import Index
 from slmkit.simulators.base import Task
 from slmkit.simulators.envs.scoring import normalize_answer
 from slmkit.simulators.tasks import read_tasks_jsonl, stable_split
-from slmkit.tools.prompting import load_prompt
 
 __all__ = ["GenerationStats", "cached_generated_tasks", "candidate_spans", "generate_qa_tasks"]
 
@@ -108,10 +107,8 @@ def generate_qa_tasks(
         if not candidates:
             drops["no_candidate_answer"] += 1
             continue
-        prompt = (
-            load_prompt("qa_generate.md", "slmkit.simulators.envs")
-            .replace("{title}", doc.title)
-            .replace("{text}", text)
+        prompt = render_prompt(
+            "slmkit.simulators.envs", "qa_generate.md", title=doc.title, text=text
         )
         out = model.chat(
             [{"role": "user", "content": prompt}],

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from slmkit.agents import Trajectory, read_trajectories
 from slmkit.agents.actions import canonical_call
-from slmkit.models import DEFAULT_SPEC, ChatModel, Message
+from slmkit.models import DEFAULT_SPEC, ChatModel, Message, render_prompt
 from slmkit.models.chat_format import decode_arguments
 from slmkit.simulators.base import Environment, RewardReport, Task, jsonable, tool_from_method
 from slmkit.simulators.envs.consistency import pin_schema
@@ -40,7 +40,7 @@ from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.tasks import read_tasks_jsonl, stable_split
 from slmkit.simulators.toolspec import is_mutating, load_tools, text_or_file
 from slmkit.tools import Tool
-from slmkit.tools.prompting import describe_tool, load_prompt
+from slmkit.tools.prompting import describe_tool
 
 __all__ = ["ERROR_SCHEMA", "SimulatedEnvironment", "SimulatedToolError", "seed_examples"]
 
@@ -363,13 +363,14 @@ class SimulatedEnvironment(Environment):
             or "(none yet)"
         )
         domain = f"About the system:\n{self.domain[:2000]}\n" if self.domain else ""
-        system = (
-            load_prompt("tool.md", "slmkit.simulators.envs")
-            .replace("{tool}", tool.name)
-            .replace("{domain}", domain)
-            .replace("{tool_doc}", doc)
-            .replace("{examples}", examples)
-            .replace("{history}", history)
+        system = render_prompt(
+            "slmkit.simulators.envs",
+            "tool.md",
+            tool=tool.name,
+            domain=domain,
+            tool_doc=doc,
+            examples=examples,
+            history=history,
         )
         call = f"{tool.name}({json.dumps(dict(arguments), ensure_ascii=False)})"
         return [
@@ -408,11 +409,12 @@ class SimulatedEnvironment(Environment):
             "required": ["reason", *field],
             "additionalProperties": False,
         }
-        prompt = (
-            load_prompt("judge.md", "slmkit.simulators.envs")
-            .replace("{task}", str(task.get("prompt", "")))
-            .replace("{rubric}", rubric)
-            .replace("{transcript}", self.transcript())
+        prompt = render_prompt(
+            "slmkit.simulators.envs",
+            "judge.md",
+            task=str(task.get("prompt", "")),
+            rubric=rubric,
+            transcript=self.transcript(),
         )
         start = time.perf_counter()
         out = self.judge_model.chat(

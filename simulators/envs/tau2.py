@@ -27,7 +27,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from slmkit.models import ChatModel, Message
+from slmkit.models import ChatModel, Message, render_prompt
 from slmkit.simulators.base import Environment, RewardReport, Task, jsonable, tool_from_method
 from slmkit.simulators.envs.tau2_data import DOMAINS, Tau2Domain, load_domain
 from slmkit.simulators.envs.user import UserSimulator, resolve_model, scenario_text
@@ -36,7 +36,6 @@ from slmkit.tools import Tool
 
 __all__ = ["Tau2Env", "db_hash"]
 
-_SYSTEM = "You are a customer service agent. Follow this policy:\n\n{policy}"
 _UNSUPPORTED_BASES = {"ACTION", "ENV_ASSERTION", "NL_ASSERTION"}
 
 
@@ -119,9 +118,9 @@ class Tau2Env(Environment):
         )
         messages: list[Message] = []
         if self.policy_mode == "full":
-            messages.append(
-                {"role": "system", "content": _SYSTEM.replace("{policy}", self.domain.policy)}
-            )
+            policy = self.domain.policy
+            system = render_prompt("slmkit.simulators.envs", "tau2_system.md", policy=policy)
+            messages.append({"role": "system", "content": system})
         messages.append({"role": "user", "content": self._user.opening()})
         return messages
 

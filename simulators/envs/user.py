@@ -21,8 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from slmkit.models import ChatModel, Message, load_model
-from slmkit.tools.prompting import load_prompt
+from slmkit.models import ChatModel, Message, load_model, render_prompt
 
 __all__ = ["STOP", "UserSimulator", "resolve_model", "scenario_text"]
 
@@ -120,9 +119,7 @@ class UserSimulator:
 
     def _ask(self, instruction: str | None) -> str:
         assert self.model is not None
-        system = load_prompt("user.md", "slmkit.simulators.envs").replace(
-            "{scenario}", self.scenario
-        )
+        system = render_prompt("slmkit.simulators.envs", "user.md", scenario=self.scenario)
         messages: list[Message] = [{"role": "system", "content": system}, *self.turns]
         if instruction is not None:
             messages.append({"role": "user", "content": instruction})
