@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from slmkit.agents.config import RouterConfig
-from slmkit.models import ChatModel, Completion, Message, RawOutput, Sampling, SchemaLike
-from slmkit.models.schema import Constraint
+from slmkit.models import ChatModel, Completion, Message, SchemaLike, WrappedModel
 
 __all__ = ["FailureKind", "Routed", "Router", "Signals"]
 
@@ -60,14 +59,12 @@ class Routed:
         return self.completion.model
 
 
-class Router(ChatModel):
+class Router(WrappedModel):
     """Route between a ``small`` and an optional ``large`` chat model.
 
     Without ``large`` it is a transparent wrapper, which lets agents treat every model
-    the same way.
+    the same way. It does not own the models: :meth:`close` leaves them open.
     """
-
-    backend = "router"
 
     def __init__(
         self,
@@ -76,16 +73,20 @@ class Router(ChatModel):
         config: RouterConfig | None = None,
         **options: Any,
     ) -> None:
-        self.small = small
+        name = small.name if large is None else f"{small.name}|{large.name}"
+        super().__init__(small, name=name, backend="router")
         self.large = large
         self.config = (config or RouterConfig()).model_copy(update=options)
-        self.name = small.name if large is None else f"{small.name}|{large.name}"
         self.supports_grammar = small.supports_grammar and (large is None or large.supports_grammar)
-        self.supports_logprobs = small.supports_logprobs
         self.last: list[Routed] = []
         """The routing of the conversations of the last ``chat``/``chat_batch`` call."""
         self._log: list[Routed] | None = None
         self._signals: Signals | None = None
+
+    @property
+    def small(self) -> ChatModel:
+        """The model that takes every step no signal moves to ``large``."""
+        return self.inner
 
     @contextmanager
     def recording(self) -> Iterator[list[Routed]]:
@@ -198,15 +199,8 @@ class Router(ChatModel):
         self.last = [self.complete(conv, **kwargs) for conv in conversations]
         return [r.completion for r in self.last]
 
-    def _generate_batch(
-        self,
-        conversations: list[list[Message]],
-        constraint: Constraint | None,
-        sampling: Sampling,
-    ) -> list[tuple[list[RawOutput], int]]:
-        # chat_batch is overridden, so only a direct caller of the raw interface lands
-        # here: give it the small model, the router's default.
-        return self.small._generate_batch(conversations, constraint, sampling)
+    def close(self) -> None:
+        """Nothing to release: the caller that made the models closes them."""
 
     def __repr__(self) -> str:
         return f"<Router small={self.small!r} large={self.large!r}>"

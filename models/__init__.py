@@ -15,6 +15,7 @@ from slmkit.models.base import (
     Sampling,
     Usage,
 )
+from slmkit.models.chat_format import decode_arguments, to_text_messages
 from slmkit.models.embedded import EMBEDDED_MODELS, embedded_gguf
 from slmkit.models.errors import (
     BackendUnavailableError,
@@ -26,11 +27,14 @@ from slmkit.models.errors import (
     PromptError,
     SlmkitError,
 )
+from slmkit.models.hf import TransformersModel, convert_embedded
 from slmkit.models.loader import BACKENDS, DEFAULT_SPEC, load_model, parse_spec
 from slmkit.models.paths import cache_dir
 from slmkit.models.pkgdata import fetch_package
 from slmkit.models.prompts import load_prompt, render_prompt, render_template
 from slmkit.models.schema import Constraint, SchemaLike, to_json_schema
+from slmkit.models.vllm_backend import VllmModel
+from slmkit.models.wrapped import WrappedModel
 
 __all__ = [
     "BACKENDS",
@@ -53,8 +57,13 @@ __all__ = [
     "Sampling",
     "SchemaLike",
     "SlmkitError",
+    "TransformersModel",
     "Usage",
+    "VllmModel",
+    "WrappedModel",
     "cache_dir",
+    "convert_embedded",
+    "decode_arguments",
     "embedded_gguf",
     "fetch_package",
     "load_model",
@@ -63,4 +72,5 @@ __all__ = [
     "render_prompt",
     "render_template",
     "to_json_schema",
+    "to_text_messages",
 ]

@@ -19,8 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from slmkit.models import ChatModel, Message, RawOutput, Sampling, load_model, render_prompt
-from slmkit.models.schema import Constraint
+from slmkit.models import ChatModel, Message, WrappedModel, load_model, render_prompt
 
 __all__ = [
     "STUDENT_META",
@@ -54,7 +53,7 @@ def student_system_prompt(agent_prompt: str, header: str) -> str:
     return f"{text}\n{_TOOLS_MARK}{tools}" if mark else text
 
 
-class StudentPromptModel(ChatModel):
+class StudentPromptModel(WrappedModel):
     """A :class:`ChatModel` that runs another one with the student's system prompt.
 
     Every conversation's system message is rewritten by :func:`student_system_prompt`
@@ -62,12 +61,8 @@ class StudentPromptModel(ChatModel):
     """
 
     def __init__(self, inner: ChatModel, header: str) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.header = header
-        self.name = inner.name
-        self.backend = inner.backend
-        self.supports_grammar = inner.supports_grammar
-        self.supports_logprobs = inner.supports_logprobs
 
     def rewrite(self, messages: Sequence[Message]) -> list[Message]:
         out: list[Message] = []
@@ -79,19 +74,6 @@ class StudentPromptModel(ChatModel):
                 }
             out.append(m)
         return out
-
-    def _generate_batch(
-        self,
-        conversations: list[list[Message]],
-        constraint: Constraint | None,
-        sampling: Sampling,
-    ) -> list[tuple[list[RawOutput], int]]:
-        return self.inner._generate_batch(
-            [self.rewrite(c) for c in conversations], constraint, sampling
-        )
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def read_student_meta(folder: str | Path) -> dict[str, Any]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Unpack
 
 import pytest
 
 from slmkit.agents import Trajectory
-from slmkit.models import ChatModel, Message, RawOutput, Sampling, load_model
+from slmkit.models import ChatModel, ChatOptions, Completion, Message, WrappedModel, load_model
 from slmkit.models.chat_format import to_text_messages
-from slmkit.models.schema import Constraint
 from slmkit.training.data import (
     agent_conversation,
     assistant_token_mask,
@@ -23,21 +23,19 @@ from slmkit.training.filtering import filter_trajectories
 from slmkit.training.student import StudentPromptModel, student_system_prompt
 
 
-class Recording(ChatModel):
+class Recording(WrappedModel):
     """Passes calls to a real model and records what it was shown and what it wrote."""
 
     def __init__(self, inner: ChatModel) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.backend = inner.backend
+        super().__init__(inner)
         self.calls: list[tuple[list[dict[str, str]], str]] = []
 
-    def _generate_batch(
-        self, conversations: list[list[Message]], constraint: Constraint | None, sampling: Sampling
-    ) -> list[tuple[list[RawOutput], int]]:
-        out = self.inner._generate_batch(conversations, constraint, sampling)
-        for conv, (raws, _) in zip(conversations, out, strict=True):
-            self.calls.append((to_text_messages(conv), raws[0].text))
+    def chat_batch(
+        self, conversations: Sequence[Sequence[Message]], **options: Unpack[ChatOptions]
+    ) -> list[Completion]:
+        out = super().chat_batch(conversations, **options)
+        for conv, completion in zip(conversations, out, strict=True):
+            self.calls.append((to_text_messages(list(conv)), completion.text))
         return out
 
 
