@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,14 @@ def test_all_names_the_promised_api_and_every_name_resolves(package: str) -> Non
     assert not missing, missing
 
 
-def test_chat_is_part_of_the_model_contract() -> None:
-    from slmkit.models import ChatModel
+def test_chat_is_part_of_the_model_contract(smollm: Any) -> None:
+    """The embedded model answers through both public forms of the contract."""
+    from slmkit.models import ChatModel, Completion
 
-    assert callable(ChatModel.chat) and callable(ChatModel.chat_batch)
+    assert isinstance(smollm, ChatModel)
+    hello = [{"role": "user", "content": "Say hi."}]
+    one = smollm.chat(hello, max_tokens=2)
+    many = smollm.chat_batch([hello, hello], max_tokens=2)
+    assert isinstance(one, Completion) and one.model == smollm.name
+    assert len(many) == 2 and all(isinstance(c, Completion) for c in many)
+    assert one.usage.completion_tokens >= 1

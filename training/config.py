@@ -21,6 +21,7 @@ __all__ = [
     "Precision",
     "RlConfig",
     "SftConfig",
+    "TrainerOptions",
     "default_device",
     "resolve_precision",
 ]
@@ -49,8 +50,12 @@ def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "bf1
     return "fp32"
 
 
-class SftConfig(BaseModel):
-    """Fine-tuning a student on agent trajectories (:func:`~slmkit.training.sft`)."""
+class TrainerOptions(BaseModel):
+    """The options SFT and GRPO share: the LoRA adapter, numerics, device, checkpoints, logs.
+
+    Declared once here; :mod:`slmkit.training.trainer` turns them into PEFT's
+    ``LoraConfig`` and into the fields TRL's ``SFTConfig`` and ``GRPOConfig`` share.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -68,6 +73,45 @@ class SftConfig(BaseModel):
         "on GPU, the top 8 on CPU, where backward then stops early and a step takes half "
         "the time)",
     )
+    learning_rate: float | None = Field(None, gt=0, description="peak learning rate")
+    max_steps: int = Field(-1, description="optimizer steps")
+    batch_size: int | None = Field(None, ge=1, description="sequences per device step")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    precision: Precision = Field("auto", description="auto | fp32 | bf16 | fp16")
+    gradient_checkpointing: bool | None = Field(
+        None, description="recompute activations (None: on for GPU, off for CPU)"
+    )
+    save_steps: int = Field(25, ge=1, description="checkpoint every N steps (for resume)")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
+    logging_steps: int = Field(1, ge=1, description="log every N steps")
+    seed: int = Field(0, description="training seed")
+    device: str | None = Field(None, description="cuda | cpu (None: cuda when available)")
+    report_to: list[str] = Field(
+        default_factory=list, description="trackers: wandb, tensorboard..."
+    )
+    progress: bool = Field(True, description="show progress bars")
+
+    def _hardware_defaults(self) -> dict[str, Any]:
+        """The shared ``None`` defaults resolved for this machine (see the module docs)."""
+        device = self.device or default_device()
+        gpu = device.startswith("cuda")
+        r = self.lora_r or (64 if gpu else 16)
+        top = self.lora_top_layers
+        return {
+            "device": device,
+            "lora_r": r,
+            "lora_alpha": self.lora_alpha or 2 * r,
+            "lora_top_layers": (0 if gpu else 8) if top is None else top,
+            "precision": resolve_precision(self.precision, device),
+            "gradient_checkpointing": gpu
+            if self.gradient_checkpointing is None
+            else self.gradient_checkpointing,
+        }
+
+
+class SftConfig(TrainerOptions):
+    """Fine-tuning a student on agent trajectories (:func:`~slmkit.training.sft`)."""
+
     learning_rate: float | None = Field(
         None,
         gt=0,
@@ -78,59 +122,33 @@ class SftConfig(BaseModel):
     batch_size: int | None = Field(
         None, ge=1, description="sequences per device step (None: 8 GPU, 4 CPU)"
     )
-    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
     max_length: int = Field(1024, ge=32, description="longest training sequence (tokens)")
-    precision: Precision = Field("auto", description="auto | fp32 | bf16 | fp16")
-    gradient_checkpointing: bool | None = Field(
-        None, description="recompute activations (None: on for GPU, off for CPU)"
-    )
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of steps warming up")
     lr_scheduler: str = Field("cosine", description="transformers scheduler name")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    save_steps: int = Field(25, ge=1, description="checkpoint every N steps (for resume)")
-    save_total_limit: int = Field(2, ge=1, description="checkpoints kept")
-    logging_steps: int = Field(1, ge=1, description="log the loss every N steps")
-    seed: int = Field(0, description="training seed")
     merge: bool = Field(False, description="merge the LoRA adapter into the saved model")
     system_prompt: str | None = Field(
         None,
         description="replace the header of each trajectory's system prompt with this text "
         "(its tool list is kept); the student must then run with the same prompt",
     )
-    device: str | None = Field(None, description="cuda | cpu (None: cuda when available)")
-    report_to: list[str] = Field(
-        default_factory=list, description="trackers: wandb, tensorboard..."
-    )
-    progress: bool = Field(True, description="show progress bars")
 
     def resolved(self) -> SftConfig:
         """A copy with every ``None`` hardware default filled in for this machine."""
-        device = self.device or default_device()
-        gpu = device.startswith("cuda")
-        r = self.lora_r or (64 if gpu else 16)
+        shared = self._hardware_defaults()
+        gpu = shared["device"].startswith("cuda")
         lr = self.learning_rate or (2e-4 if gpu else (1e-3 if self.method == "lora" else 1e-4))
         return self.model_copy(
             update={
-                "device": device,
-                "lora_r": r,
-                "lora_alpha": self.lora_alpha or 2 * r,
-                "lora_top_layers": (0 if gpu else 8)
-                if self.lora_top_layers is None
-                else self.lora_top_layers,
+                **shared,
                 "learning_rate": lr,
                 "batch_size": self.batch_size or (8 if gpu else 4),
-                "gradient_checkpointing": gpu
-                if self.gradient_checkpointing is None
-                else self.gradient_checkpointing,
-                "precision": resolve_precision(self.precision, device),
             }
         )
 
 
-class RlConfig(BaseModel):
+class RlConfig(TrainerOptions):
     """GRPO over an slmkit environment (see :func:`~slmkit.training.rl`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     env: str = Field("bfcl:simple", description="environment name (load_env)")
     env_options: dict[str, Any] = Field(default_factory=dict, description="environment options")
@@ -152,36 +170,25 @@ class RlConfig(BaseModel):
     batch_size: int | None = Field(
         None, ge=1, description="rollouts per device step (None: num_generations)"
     )
-    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
     learning_rate: float | None = Field(None, gt=0, description="None: 1e-5 GPU, 5e-5 CPU")
     beta: float = Field(0.04, ge=0, description="KL coefficient against the reference policy")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of rollouts")
     max_completion_length: int = Field(256, ge=8, description="tokens of one rollout's completion")
-    method: Literal["lora", "full"] = Field("lora", description="LoRA adapter or full fine-tuning")
-    lora_r: int | None = Field(None, ge=1, description="LoRA rank (None: 64 GPU, 16 CPU)")
-    lora_alpha: int | None = Field(None, ge=1, description="LoRA alpha (None: 2 x rank)")
-    precision: Precision = Field("auto", description="auto | fp32 | bf16 | fp16")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout")
     use_vllm: bool | None = Field(
         None, description="generate with colocated vLLM (None: when on GPU with vLLM installed)"
     )
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="vLLM's share")
-    save_steps: int = Field(25, ge=1, description="checkpoint every N steps (for resume)")
-    logging_steps: int = Field(1, ge=1, description="log every N steps")
-    seed: int = Field(0, description="seed")
     merge: bool = Field(True, description="merge the LoRA adapter into the saved policy")
-    device: str | None = Field(None, description="cuda | cpu (None: cuda when available)")
     run_dir: Path | None = Field(None, description="run folder (None: runs/rl-<timestamp>)")
     runs_root: Path = Field(Path("runs"), description="where new run folders go")
     eval_n: int = Field(0, ge=0, description="held-out tasks evaluated before and after (0: skip)")
     eval_split: str = Field("test", description="split of the evaluation")
-    report_to: list[str] = Field(default_factory=list, description="trackers")
-    progress: bool = Field(True, description="show progress bars")
 
     def resolved(self) -> RlConfig:
         """A copy with every ``None`` hardware default filled in for this machine."""
-        device = self.device or default_device()
-        gpu = device.startswith("cuda")
-        r = self.lora_r or (64 if gpu else 16)
+        shared = self._hardware_defaults()
+        gpu = shared["device"].startswith("cuda")
         use_vllm = self.use_vllm
         if use_vllm is None:
             import importlib.util
@@ -189,12 +196,9 @@ class RlConfig(BaseModel):
             use_vllm = gpu and importlib.util.find_spec("vllm") is not None
         return self.model_copy(
             update={
-                "device": device,
-                "lora_r": r,
-                "lora_alpha": self.lora_alpha or 2 * r,
+                **shared,
                 "learning_rate": self.learning_rate or (1e-5 if gpu else 5e-5),
                 "batch_size": self.batch_size or self.num_generations,
-                "precision": resolve_precision(self.precision, device),
                 "use_vllm": use_vllm,
             }
         )

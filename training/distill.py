@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,45 +29,27 @@ from slmkit.models import load_model
 from slmkit.training.config import STAGES, DistillConfig
 from slmkit.training.errors import TrainingError
 from slmkit.training.filtering import filter_trajectories
-from slmkit.training.stages import RunFolder, Stage, StageStatus, is_main_process, run_stages
+from slmkit.training.stages import (
+    CONFIG_FILE,
+    Announce,
+    PipelineResult,
+    RunFolder,
+    Stage,
+    StageStatus,
+    open_run,
+    run_stages,
+    silent,
+)
 
-__all__ = ["DistillResult", "distill", "distill_status", "new_run_dir"]
-
-CONFIG_FILE = "config.json"
+__all__ = ["DistillResult", "distill", "distill_status"]
 
 
-class DistillResult:
+class DistillResult(PipelineResult):
     """Where a distillation run stands: its folder and the status of its done stages."""
-
-    def __init__(self, run_dir: Path, stages: list[StageStatus]) -> None:
-        self.run_dir = run_dir
-        self.stages = stages
-
-    @property
-    def report(self) -> Path:
-        return self.run_dir / "report.md"
 
     @property
     def student(self) -> Path:
         return self.run_dir / "student"
-
-    def outputs(self, stage: str) -> dict[str, Any]:
-        return next((s.outputs for s in self.stages if s.stage == stage), {})
-
-    def __repr__(self) -> str:
-        done = ", ".join(s.stage for s in self.stages)
-        return f"<DistillResult {self.run_dir} done: {done or 'nothing'}>"
-
-
-def new_run_dir(root: Path, kind: str = "distill") -> Path:
-    """``<root>/<kind>-YYYYmmdd-HHMMSS`` (a suffix is added if it exists)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = root / f"{kind}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = root / f"{kind}-{stamp}-{n}"
-    return path
 
 
 def _slug(env: str) -> str:
@@ -87,7 +67,7 @@ def distill_status(run_dir: str | Path) -> list[tuple[str, StageStatus | None]]:
 class _Pipeline:
     """The stage functions of one run (they share the config and the run folder)."""
 
-    def __init__(self, cfg: DistillConfig, root: Path, say: Callable[[str, str], None]) -> None:
+    def __init__(self, cfg: DistillConfig, root: Path, say: Announce) -> None:
         self.cfg = cfg
         self.root = root
         self.say = say
@@ -268,7 +248,7 @@ def distill(
     start: str | None = None,
     until: str | None = None,
     force: bool = False,
-    announce: Callable[[str, str], None] | None = None,
+    announce: Announce = silent,
 ) -> DistillResult:
     """Run (or resume) a distillation; return where it stands.
 
@@ -282,14 +262,8 @@ def distill(
     A run folder that exists is resumed. Its stored options are compared stage by stage:
     a stage whose options changed is run again, with everything after it.
     """
-    cfg = config or DistillConfig()
-    root = cfg.run_dir or new_run_dir(cfg.runs_root)
-    cfg = cfg.model_copy(update={"run_dir": root})
-    root.mkdir(parents=True, exist_ok=True)
-    if is_main_process():
-        (root / CONFIG_FILE).write_text(cfg.model_dump_json(indent=1), encoding="utf-8")
-    say = announce or (lambda stage, msg: None)
-    pipe = _Pipeline(cfg, root, say)
+    cfg, root = open_run(config or DistillConfig(), "distill")
+    pipe = _Pipeline(cfg, root, announce)
     deps = _depends(cfg)
     stages = [
         Stage("collect", pipe.collect, deps["collect"]),
@@ -299,6 +273,6 @@ def distill(
         Stage("report", pipe.report, deps["report"]),
     ]
     done = run_stages(
-        RunFolder(root, STAGES), stages, start=start, until=until, force=force, announce=say
+        RunFolder(root, STAGES), stages, start=start, until=until, force=force, announce=announce
     )
     return DistillResult(root, done)

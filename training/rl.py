@@ -25,38 +25,35 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from slmkit.training.config import RlConfig
-from slmkit.training.distill import new_run_dir
 from slmkit.training.errors import TrainingError
 from slmkit.training.rollout import AgentRollout, env_reward, prompt_key
 from slmkit.training.sft import last_checkpoint, resolve_student, save_model, source_gguf
-from slmkit.training.stages import RunFolder, Stage, StageStatus, is_main_process, run_stages
+from slmkit.training.stages import (
+    Announce,
+    PipelineResult,
+    RunFolder,
+    Stage,
+    open_run,
+    run_stages,
+    silent,
+)
+from slmkit.training.trainer import lora_config, torch_dtype, trl_args
 
 __all__ = ["RL_STAGES", "RlResult", "rl"]
 
 RL_STAGES: tuple[str, ...] = ("grpo", "eval", "report")
 
 
-class RlResult:
+class RlResult(PipelineResult):
     """Where an RL run stands: its folder and the status of its done stages."""
-
-    def __init__(self, run_dir: Path, stages: list[StageStatus]) -> None:
-        self.run_dir = run_dir
-        self.stages = stages
 
     @property
     def policy(self) -> Path:
         return self.run_dir / "policy"
-
-    def outputs(self, stage: str) -> dict[str, Any]:
-        return next((s.outputs for s in self.stages if s.stage == stage), {})
-
-    def __repr__(self) -> str:
-        return f"<RlResult {self.run_dir} done: {', '.join(s.stage for s in self.stages)}>"
 
 
 def _dataset(cfg: RlConfig) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -81,54 +78,18 @@ def _dataset(cfg: RlConfig) -> tuple[list[dict[str, Any]], dict[str, dict[str, A
     return rows, tasks
 
 
-def _grpo_args(cfg: RlConfig, checkpoints: Path) -> Any:
-    from trl import GRPOConfig
-
-    device = cfg.device or "cpu"
-    gpu = device.startswith("cuda")
-    return GRPOConfig(
-        output_dir=str(checkpoints),
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        num_generations=cfg.num_generations,
-        max_completion_length=cfg.max_completion_length,
-        learning_rate=cfg.learning_rate,
-        beta=cfg.beta,
-        temperature=cfg.temperature,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        seed=cfg.seed,
-        bf16=cfg.precision == "bf16",
-        fp16=cfg.precision == "fp16",
-        use_cpu=not gpu,
-        gradient_checkpointing=gpu,
-        use_vllm=bool(cfg.use_vllm),
-        vllm_mode="colocate",
-        vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-        vllm_importance_sampling_correction=False,
-        report_to=cfg.report_to or "none",
-        disable_tqdm=not cfg.progress,
-        remove_unused_columns=False,
-    )
-
-
 class _Run:
     """The stage functions of one RL run."""
 
-    def __init__(self, cfg: RlConfig, root: Path, say: Callable[[str, str], None]) -> None:
+    def __init__(self, cfg: RlConfig, root: Path, say: Announce) -> None:
         self.cfg = cfg
         self.root = root
         self.say = say
 
     def grpo(self, folder: Path) -> dict[str, Any]:
-        import torch
         from datasets import Dataset
-        from peft import LoraConfig
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from trl import GRPOTrainer
+        from trl import GRPOConfig, GRPOTrainer
 
         cfg = self.cfg
         base = resolve_student(cfg.model)
@@ -137,19 +98,9 @@ class _Run:
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision, torch.float32)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(base), dtype=dtype if cfg.method == "lora" else torch.float32
-        )
-        peft_config = None
-        if cfg.method == "lora":
-            peft_config = LoraConfig(
-                r=cfg.lora_r,
-                lora_alpha=cfg.lora_alpha,
-                lora_dropout=0.0,
-                target_modules="all-linear",
-                task_type="CAUSAL_LM",
-            )
+        dtype = torch_dtype(cfg.precision if cfg.method == "lora" else "fp32")
+        model = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype)
+        peft_config = lora_config(cfg, model) if cfg.method == "lora" else None
         checkpoints = folder / "checkpoints"
         kwargs: dict[str, Any] = {}
         rollout: AgentRollout | None = None
@@ -175,7 +126,20 @@ class _Run:
             )
         trainer = GRPOTrainer(
             model=model,
-            args=_grpo_args(cfg, checkpoints),
+            args=trl_args(
+                GRPOConfig,
+                cfg,
+                checkpoints,
+                num_generations=cfg.num_generations,
+                max_completion_length=cfg.max_completion_length,
+                beta=cfg.beta,
+                temperature=cfg.temperature,
+                use_vllm=bool(cfg.use_vllm),
+                vllm_mode="colocate",
+                vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
+                vllm_importance_sampling_correction=False,
+                remove_unused_columns=False,
+            ),
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=peft_config,
@@ -255,7 +219,7 @@ def rl(
     start: str | None = None,
     until: str | None = None,
     force: bool = False,
-    announce: Callable[[str, str], None] | None = None,
+    announce: Announce = silent,
 ) -> RlResult:
     """Run (or resume) GRPO on ``config.env``; return where the run stands.
 
@@ -266,14 +230,8 @@ def rl(
         force: rerun every stage.
         announce: called with ``(stage, message)`` for progress lines.
     """
-    cfg = (config or RlConfig()).resolved()
-    root = cfg.run_dir or new_run_dir(cfg.runs_root, "rl")
-    cfg = cfg.model_copy(update={"run_dir": root})
-    root.mkdir(parents=True, exist_ok=True)
-    if is_main_process():
-        (root / "config.json").write_text(cfg.model_dump_json(indent=1), encoding="utf-8")
-    say = announce or (lambda stage, msg: None)
-    run = _Run(cfg, root, say)
+    cfg, root = open_run((config or RlConfig()).resolved(), "rl")
+    run = _Run(cfg, root, announce)
     c = cfg.model_dump(mode="json")
     skip = {"run_dir", "runs_root", "progress", "report_to", "eval_n", "eval_split"}
     stages = [
@@ -282,6 +240,6 @@ def rl(
         Stage("report", run.report, {}),
     ]
     done = run_stages(
-        RunFolder(root, RL_STAGES), stages, start=start, until=until, force=force, announce=say
+        RunFolder(root, RL_STAGES), stages, start=start, until=until, force=force, announce=announce
     )
     return RlResult(root, done)

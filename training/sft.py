@@ -35,6 +35,7 @@ from slmkit.training.data import (
 )
 from slmkit.training.errors import TrainingError
 from slmkit.training.student import STUDENT_META, read_student_meta
+from slmkit.training.trainer import lora_config, torch_dtype, trl_args
 
 __all__ = [
     "agent_token_loss",
@@ -60,7 +61,7 @@ def resolve_student(model: str) -> Path:
                 hint="pass a local HF folder, transformers:<folder>, or smollm2",
             )
     if target in EMBEDDED_MODELS:
-        from slmkit.models.hf import convert_embedded
+        from slmkit.models import convert_embedded
 
         return convert_embedded(target)
     path = Path(target).expanduser()
@@ -121,78 +122,6 @@ def _load_trajectories(data: Iterable[Trajectory] | str | Path) -> list[Trajecto
     return list(data)
 
 
-def _dtype(precision: str) -> Any:
-    import torch
-
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-
-def _linear_names(model: Any) -> list[str]:
-    """The names of the linear layers inside the transformer blocks (PEFT's all-linear)."""
-    import torch
-
-    head = model.get_output_embeddings()
-    return sorted(
-        {
-            name.rsplit(".", 1)[-1]
-            for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and module is not head
-        }
-    )
-
-
-def _lora(cfg: SftConfig, model: Any) -> Any:
-    from peft import LoraConfig
-
-    n_layers = int(getattr(model.config, "num_hidden_layers", 0) or 0)
-    layers = None
-    targets = cfg.lora_target_modules
-    if cfg.lora_top_layers and cfg.lora_top_layers < n_layers:
-        layers = list(range(n_layers - cfg.lora_top_layers, n_layers))
-        if targets == "all-linear":  # PEFT wants the names when layers are picked
-            targets = _linear_names(model)
-    return LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=targets,
-        layers_to_transform=layers,
-        task_type="CAUSAL_LM",
-    )
-
-
-def _trl_args(cfg: SftConfig, checkpoints: Path) -> Any:
-    from trl import SFTConfig as TrlSFTConfig
-
-    device = cfg.device or "cpu"
-    return TrlSFTConfig(
-        output_dir=str(checkpoints),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay,
-        logging_steps=cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        seed=cfg.seed,
-        bf16=cfg.precision == "bf16",
-        fp16=cfg.precision == "fp16",
-        use_cpu=not device.startswith("cuda"),
-        gradient_checkpointing=bool(cfg.gradient_checkpointing),
-        assistant_only_loss=True,
-        max_length=cfg.max_length,
-        packing=False,
-        report_to=cfg.report_to or "none",
-        disable_tqdm=not cfg.progress,
-        dataloader_num_workers=0,
-    )
-
-
 def sft(
     trajectories: Iterable[Trajectory] | str | Path,
     *,
@@ -219,6 +148,7 @@ def sft(
     """
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig as TrlSFTConfig
     from trl import SFTTrainer
 
     cfg = (config or SftConfig()).resolved()
@@ -243,14 +173,26 @@ def sft(
     train_tok.pad_token = tokenizer.pad_token
     train_tok.chat_template = template
 
-    weights_dtype = _dtype(cfg.precision) if cfg.method == "lora" else _dtype("fp32")
+    weights_dtype = torch_dtype(cfg.precision if cfg.method == "lora" else "fp32")
     student = AutoModelForCausalLM.from_pretrained(str(base), dtype=weights_dtype)
-    peft_config = _lora(cfg, student) if cfg.method == "lora" else None
+    peft_config = lora_config(cfg, student) if cfg.method == "lora" else None
     dataset = Dataset.from_list([{"messages": r["messages"]} for r in conv.rows])
     work.mkdir(parents=True, exist_ok=True)
     trainer = SFTTrainer(
         model=student,
-        args=_trl_args(cfg, checkpoints),
+        args=trl_args(
+            TrlSFTConfig,
+            cfg,
+            checkpoints,
+            num_train_epochs=cfg.epochs,
+            lr_scheduler_type=cfg.lr_scheduler,
+            warmup_steps=cfg.warmup_ratio,
+            weight_decay=cfg.weight_decay,
+            assistant_only_loss=True,
+            max_length=cfg.max_length,
+            packing=False,
+            dataloader_num_workers=0,
+        ),
         train_dataset=dataset,
         processing_class=train_tok,
         peft_config=peft_config,

@@ -12,6 +12,11 @@ previous stage's: change the teacher and ``collect`` and everything after it run
 change only the evaluation split and only ``eval`` and ``report`` do. ``start`` (the CLI's
 ``--from``) reruns from a named stage, ``force`` from the first one, wiping what they
 redo.
+
+``distill`` and ``rl`` share the rest of a run's scaffolding from here too: the run
+folder (:func:`open_run`: ``<runs_root>/<kind>-<time>`` unless one is named, with the
+run's options in ``config.json``), the progress callback (:data:`Announce`) and the
+result type (:class:`PipelineResult`).
 """
 
 from __future__ import annotations
@@ -24,15 +29,34 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from slmkit.training.config import DistillConfig, RlConfig
 from slmkit.training.errors import TrainingError
 
-__all__ = ["RunFolder", "Stage", "StageStatus", "fingerprint", "is_main_process", "run_stages"]
+__all__ = [
+    "CONFIG_FILE",
+    "Announce",
+    "PipelineResult",
+    "RunFolder",
+    "Stage",
+    "StageStatus",
+    "fingerprint",
+    "is_main_process",
+    "new_run_dir",
+    "open_run",
+    "run_stages",
+    "silent",
+]
 
 State = Literal["running", "done", "failed"]
+Announce = Callable[[str, str], None]
+"""Progress callback: ``announce(stage, message)``."""
+CONFIG_FILE = "config.json"
+"""The run's options, in its folder (what ``--config`` and the flags resolved to)."""
+_Config = TypeVar("_Config", DistillConfig, RlConfig)
 
 
 class StageStatus(BaseModel):
@@ -70,6 +94,56 @@ def is_main_process() -> bool:
     in the training stage); only rank 0 writes status files and wipes stage folders.
     """
     return os.environ.get("RANK", "0") == "0"
+
+
+def silent(stage: str, message: str) -> None:
+    """The :data:`Announce` of a run nobody watches."""
+
+
+def new_run_dir(root: Path, kind: str) -> Path:
+    """``<root>/<kind>-YYYYmmdd-HHMMSS`` (a suffix is added if it exists)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = root / f"{kind}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = root / f"{kind}-{stamp}-{n}"
+    return path
+
+
+def open_run(config: _Config, kind: str) -> tuple[_Config, Path]:
+    """The run's options with its folder filled in, and the folder, created.
+
+    ``config.run_dir`` names a run to resume; without one a new ``<kind>-<time>`` folder
+    is made under ``config.runs_root``. The options are written to ``config.json`` there
+    (by the main process), so a run folder always says how it was made.
+    """
+    root = config.run_dir or new_run_dir(config.runs_root, kind)
+    config = config.model_copy(update={"run_dir": root})
+    root.mkdir(parents=True, exist_ok=True)
+    if is_main_process():
+        (root / CONFIG_FILE).write_text(config.model_dump_json(indent=1), encoding="utf-8")
+    return config, root
+
+
+class PipelineResult:
+    """Where a staged run stands: its folder and the status of each stage that is done."""
+
+    def __init__(self, run_dir: Path, stages: list[StageStatus]) -> None:
+        self.run_dir = run_dir
+        self.stages = stages
+
+    @property
+    def report(self) -> Path:
+        return self.run_dir / "report.md"
+
+    def outputs(self, stage: str) -> dict[str, Any]:
+        """What ``stage`` returned (``{}`` when it is not done)."""
+        return next((s.outputs for s in self.stages if s.stage == stage), {})
+
+    def __repr__(self) -> str:
+        done = ", ".join(s.stage for s in self.stages)
+        return f"<{type(self).__name__} {self.run_dir} done: {done or 'nothing'}>"
 
 
 def fingerprint(value: Any, previous: str = "") -> str:
@@ -135,7 +209,7 @@ def run_stages(
     start: str | None = None,
     until: str | None = None,
     force: bool = False,
-    announce: Callable[[str, str], None] | None = None,
+    announce: Announce = silent,
 ) -> list[StageStatus]:
     """Run ``stages`` in ``folder``, resuming (see the module docs).
 
@@ -154,7 +228,7 @@ def run_stages(
         TrainingError: an unknown stage name, or ``start`` after an unfinished stage.
         Exception: whatever a stage raised (its status says ``failed``).
     """
-    say = announce or (lambda stage, msg: None)
+    say = announce
     first = _index(stages, start, "--from")
     last = _index(stages, until, "--until")
     if force and first is None:
@@ -205,7 +279,7 @@ def _run_one(
     stage: Stage,
     print_: str,
     previous: StageStatus | None,
-    say: Callable[[str, str], None],
+    say: Announce,
 ) -> StageStatus:
     attempts = previous.attempts if previous is not None else 0
     spent = previous.wall_s if previous is not None else 0.0

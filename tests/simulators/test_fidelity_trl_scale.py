@@ -8,7 +8,13 @@ import inspect
 import pytest
 
 from slmkit.models import BackendUnavailableError, ChatModel
-from slmkit.simulators import SimulatedEnvironment, fidelity_markdown, load_env, measure_fidelity
+from slmkit.simulators import (
+    SimulatedEnvironment,
+    SimulationError,
+    fidelity_markdown,
+    load_env,
+    measure_fidelity,
+)
 from slmkit.simulators.fidelity import leaf_agreement
 from slmkit.simulators.trl import trl_dataset, trl_environment_factory
 
@@ -55,8 +61,9 @@ def test_trl_adapter_exposes_exactly_the_tools_reset_and_get_reward() -> None:
     env.reset(**rows[0])
     env.final_answer(answer="11")
     assert env.get_reward() == 0.0
-    with pytest.raises(Exception, match="tools per task"):
+    with pytest.raises(SimulationError, match="tools per task") as err:
         trl_environment_factory("bfcl")
+    assert err.value.hint and "fixed-tool" in err.value.hint
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="ray is installed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated, Any, Literal
 
 import jsonschema
@@ -179,10 +180,20 @@ def _error(reg: ToolRegistry, call: Any) -> str:
 def test_execute_runs_a_valid_call(reg: ToolRegistry) -> None:
     result = reg.execute({"name": "repeat", "arguments": {"word": "ab", "times": 3}})
     assert result.ok and result.output == "ab ab ab" and result.error is None
-    assert result.duration_s >= 0
     msg = result.to_message()
     assert msg["role"] == "tool" and msg["tool_call_id"] == result.call.id
     assert msg["name"] == "repeat" and msg["content"] == "ab ab ab"
+
+
+def test_execute_times_the_call_itself() -> None:
+    @tool
+    def wait(ms: int) -> str:
+        """Sleep ``ms`` milliseconds."""
+        time.sleep(ms / 1000)
+        return "ok"
+
+    result = ToolRegistry([wait]).execute({"name": "wait", "arguments": {"ms": 30}})
+    assert result.ok and result.duration_s >= 0.03  # the tool's own run is in the time
 
 
 def test_execute_reports_each_problem_readably(reg: ToolRegistry) -> None:
