@@ -15,9 +15,16 @@ and production metrics::
     print(result.answer, result.metrics.schema_valid_rate)
 """
 
-from slmkit.agents.actions import Action
+from slmkit.agents.actions import Action, action_text, canonical_call
 from slmkit.agents.code_agent import CodeAgent
-from slmkit.agents.config import AgentConfig, CodeAgentConfig, RagConfig, RouterConfig, TokenPrice
+from slmkit.agents.config import (
+    AgentConfig,
+    CodeAgentConfig,
+    RagConfig,
+    RouterConfig,
+    TokenPrice,
+    with_options,
+)
 from slmkit.agents.errors import AgentError
 from slmkit.agents.events import ModelCall, StepEvent
 from slmkit.agents.graph import EventStream
@@ -47,5 +54,8 @@ __all__ = [
     "TokenPrice",
     "ToolAgent",
     "Trajectory",
+    "action_text",
+    "canonical_call",
     "read_trajectories",
+    "with_options",
 ]

@@ -34,8 +34,7 @@ from slmkit.agents.loop import Approval, LoopAgent
 from slmkit.agents.router import FailureKind
 from slmkit.agents.sampling import CallOutcome, Trial
 from slmkit.models import Candidate, ChatModel, Message, render_prompt
-from slmkit.tools import PythonSandbox, SandboxResult, Tool, ToolCall, ToolRegistry
-from slmkit.tools.prompting import describe_tools
+from slmkit.tools import PythonSandbox, SandboxResult, Tool, ToolCall, ToolRegistry, describe_tools
 
 __all__ = ["CodeAgent", "action_budget", "code_grammar", "parse_code_action"]
 

@@ -8,7 +8,7 @@ thread id reused for another task, a resume without a checkpointer.
 
 from __future__ import annotations
 
-from slmkit.models.errors import SlmkitError
+from slmkit.models import SlmkitError
 
 __all__ = ["AgentError"]
 

@@ -23,8 +23,7 @@ from slmkit.agents.config import AgentConfig, with_options
 from slmkit.agents.loop import Approval, LoopAgent
 from slmkit.agents.sampling import CallOutcome, Trial
 from slmkit.models import Candidate, ChatModel, Message, render_prompt
-from slmkit.tools import Tool, ToolCall, ToolRegistry
-from slmkit.tools.prompting import describe_tools
+from slmkit.tools import Tool, ToolCall, ToolRegistry, describe_tools
 
 __all__ = ["ToolAgent"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from slmkit.models.chat_format import decode_arguments
+from slmkit.models import decode_arguments
 
 __all__ = ["Trajectory", "read_trajectories"]
 

@@ -18,27 +18,32 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal
 
 import typer
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from slmkit.apps.flags import ConfigOpt, load_config
 from slmkit.models import DEFAULT_SPEC, SlmkitError
-from slmkit.retrieval import ChunkingConfig, CitedAnswer, Document, Index, RetrievalError
-from slmkit.retrieval.documents import SUPPORTED_SUFFIXES, load_path
-from slmkit.retrieval.manifest import MANIFEST_NAME
+from slmkit.retrieval import (
+    MANIFEST_NAME,
+    SUPPORTED_SUFFIXES,
+    ChunkingConfig,
+    CitedAnswer,
+    Document,
+    Index,
+    RetrievalError,
+    load_path,
+)
 
 __all__ = ["AskConfig", "IndexConfig", "print_answer", "register"]
 
 console = Console()
 err_console = Console(stderr=True)
-
-Cfg = TypeVar("Cfg", bound=BaseModel)
 
 
 class IndexConfig(BaseModel):
@@ -70,36 +75,6 @@ class AskConfig(BaseModel):
     temperature: float = Field(default=0.0, ge=0.0)
     seed: int | None = None
     json_output: bool = False
-
-
-def _load_config(kind: type[Cfg], config: Path | None, flags: dict[str, Any]) -> Cfg:
-    """``kind`` from the YAML file ``config`` (if any), overridden by flags that were set."""
-    values: dict[str, Any] = {}
-    if config is not None:
-        try:
-            loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SlmkitError(
-                f"cannot read config {config}: {exc}", hint="pass a YAML file"
-            ) from exc
-        if not isinstance(loaded, dict):
-            raise SlmkitError(f"{config} is not a YAML mapping", hint="write `key: value` lines")
-        values.update(loaded)
-    values.update({k: v for k, v in flags.items() if v is not None})
-    try:
-        return kind.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise SlmkitError(
-            f"invalid {where}: {first['msg']}",
-            hint=f"see `agentctl {kind.__name__.removesuffix('Config').lower()} --help`",
-        ) from exc
-
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="YAML file with any of these options")
-]
 
 
 # --- index --------------------------------------------------------------------------------
@@ -170,6 +145,7 @@ def _summary(index: Index, docs: list[Document], skipped: int, failed: int, took
 
 
 def index_command(
+    ctx: typer.Context,
     paths: Annotated[list[Path] | None, typer.Argument(help="files or folders to index")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="index folder")] = None,
     kind: Annotated[str | None, typer.Option(help="auto | flat | hnsw | ivf")] = None,
@@ -181,8 +157,9 @@ def index_command(
     config: ConfigOpt = None,
 ) -> None:
     """Index files and folders (.txt .md .html .pdf .jsonl ...) into an index folder."""
-    cfg = _load_config(
+    cfg = load_config(
         IndexConfig,
+        ctx,
         config,
         {
             "paths": paths or None,
@@ -194,6 +171,7 @@ def index_command(
             "overwrite": overwrite,
             "add": add,
         },
+        command="index",
     )
     if cfg.add and cfg.overwrite:
         raise SlmkitError("--add and --overwrite contradict each other", hint="pick one")
@@ -276,6 +254,7 @@ def print_answer(ans: CitedAnswer, out: Console | None = None) -> None:
 
 
 def ask_command(
+    ctx: typer.Context,
     question: Annotated[str | None, typer.Argument(help="the question")] = None,
     index: Annotated[Path | None, typer.Option("--index", "-i", help="index folder")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="model spec")] = None,
@@ -291,8 +270,9 @@ def ask_command(
     from slmkit.models import load_model
     from slmkit.retrieval import answer
 
-    cfg = _load_config(
+    cfg = load_config(
         AskConfig,
+        ctx,
         config,
         {
             "question": question,
@@ -305,6 +285,7 @@ def ask_command(
             "seed": seed,
             "json_output": json_output,
         },
+        command="ask",
     )
     with Index.load(cfg.index) as idx:
         chat_model = load_model(cfg.model)
@@ -334,6 +315,7 @@ def ask_command(
 
 
 def demo_command(
+    ctx: typer.Context,
     index: Annotated[Path | None, typer.Option("--index", "-i", help="index folder")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="model spec")] = None,
     host: Annotated[str | None, typer.Option(help="address to bind")] = None,
@@ -345,8 +327,9 @@ def demo_command(
     """Serve the Gradio demo: cited answers over an index (default: the Python reference)."""
     from slmkit.apps.demo import DemoConfig, launch
 
-    cfg = _load_config(
+    cfg = load_config(
         DemoConfig,
+        ctx,
         config,
         {
             "index": index,
@@ -356,6 +339,7 @@ def demo_command(
             "k": k,
             "max_upload_mb": max_upload_mb,
         },
+        command="demo",
     )
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(

@@ -28,8 +28,8 @@ from slmkit.agents import (
     RunResult,
     StepEvent,
     ToolAgent,
+    with_options,
 )
-from slmkit.agents.config import with_options
 from slmkit.models import DEFAULT_SPEC, ChatModel, SlmkitError, load_model
 from slmkit.tools import Tool, ToolCall, calculator, python_tool
 

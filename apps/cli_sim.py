@@ -26,6 +26,14 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
+from slmkit.apps.flags import (
+    ConfigOpt,
+    KvOpt,
+    load_config,
+    merge_config,
+    parse_kv,
+    validate_config,
+)
 from slmkit.models import DEFAULT_SPEC, SlmkitError
 
 __all__ = ["register"]
@@ -38,55 +46,14 @@ EnvOpt = Annotated[
 ]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="model spec, e.g. llamacpp:smollm2")]
 AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="tool | code | rag | gold")]
-KvOpt = Annotated[
-    list[str] | None, typer.Option(help="KEY=VALUE (repeatable; VALUE as JSON if it parses)")
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="YAML file of the command's config fields")
-]
 
 
-def _kv(pairs: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SlmkitError(
-                f"expected KEY=VALUE, got {pair!r}", hint="e.g. --agent-opt max_steps=4"
-            )
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
-def _merged(ctx: typer.Context, config: Path | None, fields: dict[str, Any]) -> dict[str, Any]:
-    """Config-file values, overridden by the flags given on the command line."""
-    base: dict[str, Any] = {}
-    if config is not None:
-        import yaml
-
-        try:
-            loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SlmkitError(
-                f"cannot read config {config}: {exc}", hint="give a YAML mapping"
-            ) from exc
-        if not isinstance(loaded, dict):
-            raise SlmkitError(f"{config} is not a YAML mapping", hint="write field: value lines")
-        base = loaded
-    out = dict(base)
-    for name, value in fields.items():
-        source = ctx.get_parameter_source(name)
-        given = source is not None and getattr(source, "name", "") != "DEFAULT"
-        if given or name not in base:
-            out[name] = value
-    return out
+_OPTS = {"env_opt": "env_options", "agent_opt": "agent_options", "model_opt": "model_options"}
+"""Flags named unlike the config field they fill."""
 
 
 def _env_options(env: str, model: str, pairs: list[str] | None, agent: str) -> dict[str, Any]:
-    opts = _kv(pairs)
+    opts = parse_kv(pairs)
     if env.startswith("tau2") and agent != "gold" and "user_model" not in opts:
         opts["user_model"] = model  # the customer is played by a model, as in tau2
     return opts
@@ -156,10 +123,10 @@ def register(app: typer.Typer) -> None:
             "drop_parse_errors": drop_parse_errors, "drop_max_steps": drop_max_steps,
             "retry_errors": retry_errors, "workers": workers, "price_prompt": price_prompt,
             "price_completion": price_completion, "out": out,
-            "env_options": _env_options(env, model, env_opt, agent),
-            "agent_options": _kv(agent_opt), "model_options": _kv(model_opt),
+            "env_opt": _env_options(env, model, env_opt, agent),
+            "agent_opt": parse_kv(agent_opt), "model_opt": parse_kv(model_opt),
         }  # fmt: skip
-        cfg = CollectConfig.model_validate(_merged(ctx, config, fields))
+        cfg = load_config(CollectConfig, ctx, config, fields, command="collect", rename=_OPTS)
         summary = collect(cfg)
         rows = summary.model_dump()
         who = cfg.agent if cfg.agent == "gold" else f"{cfg.agent}, {cfg.model}"
@@ -190,22 +157,21 @@ def register(app: typer.Typer) -> None:
         """Evaluate an agent: success, schema-valid and executable-call rates, latency, cost."""
         if ctx.invoked_subcommand is not None:
             return
-        from slmkit.simulators import EvalConfig, evaluate
-        from slmkit.simulators.report import metric_rows
+        from slmkit.simulators import EvalConfig, evaluate, metric_rows
 
         fields = {
             "env": env, "agent": agent, "model": model, "split": split, "limit": limit,
             "workers": workers, "price_prompt": price_prompt,
             "price_completion": price_completion, "chart": chart, "out": out,
-            "env_options": _env_options(env or "", model, env_opt, agent),
-            "agent_options": _kv(agent_opt), "model_options": _kv(model_opt),
+            "env_opt": _env_options(env or "", model, env_opt, agent),
+            "agent_opt": parse_kv(agent_opt), "model_opt": parse_kv(model_opt),
         }  # fmt: skip
-        merged = _merged(ctx, config, fields)
+        merged = merge_config(ctx, config, fields, rename=_OPTS)
         if not merged.get("env"):
             raise SlmkitError(
                 "agentctl eval needs --env", hint="e.g. agentctl eval --env math --limit 5"
             )
-        cfg = EvalConfig.model_validate(merged)
+        cfg = validate_config(EvalConfig, merged, "eval")
         report = evaluate(cfg)
         table = Table(title=f"eval {report.env} / {report.agent} / {report.model} ({cfg.split})")
         table.add_column("metric", style="bold")
@@ -254,7 +220,7 @@ def register(app: typer.Typer) -> None:
             measure_fidelity,
         )
 
-        real = load_env(env, split=split, **_kv(env_opt))
+        real = load_env(env, split=split, **parse_kv(env_opt))
         sim = SimulatedEnvironment.from_environment(
             real, model=model, allow_errors=allow_errors, max_output_tokens=max_output_tokens
         )
@@ -307,10 +273,10 @@ def register(app: typer.Typer) -> None:
             "domain": domain, "max_steps": max_steps, "temperature": temperature,
             "seed": seed, "max_tokens": max_tokens, "batch": batch,
         }  # fmt: skip
-        cfg = AmplifyConfig.model_validate(_merged(ctx, config, fields))
+        cfg = load_config(AmplifyConfig, ctx, config, fields, command="simulate amplify")
         teacher = None
         if backend == "ray":
-            from slmkit.simulators.scale import RayDataModel
+            from slmkit.simulators import RayDataModel
 
             teacher = RayDataModel(cfg.model.partition(":")[2] or cfg.model)
         elif backend != "local":
@@ -328,7 +294,7 @@ def register(app: typer.Typer) -> None:
         """Export an environment's tool schemas (with output schemas) for simulation."""
         from slmkit.simulators import load_env, tools_to_json
 
-        real = load_env(env, **_kv(env_opt))
+        real = load_env(env, **parse_kv(env_opt))
         if not real.fixed_tools:
             raise SlmkitError(
                 f"{real.name}'s tools change per task", hint="export a fixed-tool env"

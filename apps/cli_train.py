@@ -28,8 +28,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from slmkit.apps.cli_sim import _kv, _merged
-from slmkit.training.config import DistillConfig, RlConfig
+from slmkit.apps.flags import (
+    ConfigOpt,
+    KvOpt,
+    load_config,
+    merge_config,
+    parse_kv,
+    validate_config,
+)
+from slmkit.training import DistillConfig, RlConfig
 
 __all__ = ["register"]
 
@@ -39,12 +46,6 @@ _R = RlConfig().model_dump()
 console = Console()
 err = Console(stderr=True)
 
-KvOpt = Annotated[
-    list[str] | None, typer.Option(help="KEY=VALUE (repeatable; VALUE as JSON if it parses)")
-]
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="YAML file of the command's config fields")
-]
 FromOpt = Annotated[str | None, typer.Option("--from", help="rerun from this stage")]
 UntilOpt = Annotated[str | None, typer.Option(help="stop after this stage")]
 ForceOpt = Annotated[bool, typer.Option(help="rerun every stage (from --from if given)")]
@@ -170,7 +171,7 @@ def register(app: typer.Typer) -> None:
 
         fields: dict[str, Any] = {
             "run_dir": run_dir, "runs_root": runs_root,
-            "train_envs": train_env or list(_D["train_envs"]),
+            "train_env": train_env or list(_D["train_envs"]),
             "train_split": train_split, "train_n": train_n, "eval_env": eval_env,
             "eval_split": eval_split, "eval_n": eval_n, "teacher": teacher,
             "teacher_agent": teacher_agent, "samples": samples,
@@ -179,21 +180,21 @@ def register(app: typer.Typer) -> None:
             "student_system_prompt": student_system_prompt,
             "keep_recovered_errors": keep_recovered_errors, "max_per_task": max_per_task,
             "eval_backend": eval_backend, "eval_workers": eval_workers, "seed": seed,
-            "progress": progress, "agent_options": _kv(agent_opt),
-            "env_options": _kv(env_opt), "teacher_options": _kv(teacher_opt),
+            "progress": progress, "agent_opt": parse_kv(agent_opt),
+            "env_opt": parse_kv(env_opt), "teacher_opt": parse_kv(teacher_opt),
         }  # fmt: skip
         rename = {"train_env": "train_envs", "agent_opt": "agent_options",
                   "env_opt": "env_options", "teacher_opt": "teacher_options"}  # fmt: skip
-        merged = _merged_renamed(ctx, config, fields, rename)
+        merged = merge_config(ctx, config, fields, rename)
         sft_fields = {"method": method, "epochs": epochs, "learning_rate": lr,
                       "lora_r": lora_r, "max_steps": sft_max_steps}  # fmt: skip
         merged["sft"] = {  # distill's own SFT defaults (a merged student), then overrides
             **_D["sft"],
             **dict(merged.get("sft") or {}),
             **{k: v for k, v in sft_fields.items() if v is not None},
-            **_kv(sft_opt),
+            **parse_kv(sft_opt),
         }
-        cfg = DistillConfig.model_validate(merged)
+        cfg = validate_config(DistillConfig, merged, "distill")
         result = distill(cfg, start=start, until=until, force=force, announce=_announce)
         console.print(f"run: [bold]{result.run_dir}[/]")
         _print_result(result.run_dir, result.outputs("eval"))
@@ -252,14 +253,14 @@ def register(app: typer.Typer) -> None:
         fields: dict[str, Any] = {
             "env": env, "model": model, "run_dir": run_dir, "runs_root": runs_root,
             "split": split, "n": n, "rollout": rollout, "num_generations": num_generations,
-            "max_steps": max_steps, "batch_size": batch_size, "learning_rate": lr,
+            "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
             "beta": beta, "temperature": temperature,
             "max_completion_length": max_completion_length, "method": method,
             "use_vllm": use_vllm, "eval_n": eval_n, "seed": seed, "progress": progress,
-            "agent_options": _kv(agent_opt), "env_options": _kv(env_opt),
+            "agent_opt": parse_kv(agent_opt), "env_opt": parse_kv(env_opt),
         }  # fmt: skip
         rename = {"lr": "learning_rate", "agent_opt": "agent_options", "env_opt": "env_options"}
-        cfg = RlConfig.model_validate(_merged_renamed(ctx, config, fields, rename))
+        cfg = load_config(RlConfig, ctx, config, fields, command="rl", rename=rename)
         result = rl(cfg, start=start, until=until, force=force, announce=_announce)
         console.print(f"run: [bold]{result.run_dir}[/]  policy: [bold]{result.policy}[/]")
         rewards = result.outputs("grpo").get("rewards") or []
@@ -272,29 +273,6 @@ def register(app: typer.Typer) -> None:
         run: Annotated[Path, typer.Argument(help="a run folder, e.g. runs/rl-...")],
     ) -> None:
         """Show where an RL run stands, stage by stage."""
-        from slmkit.training.rl import RL_STAGES
-        from slmkit.training.stages import RunFolder
+        from slmkit.training import RL_STAGES, RunFolder
 
         console.print(_status_table(str(run), RunFolder(run, RL_STAGES).overview()))
-
-
-def _merged_renamed(
-    ctx: typer.Context, config: Path | None, fields: dict[str, Any], rename: dict[str, str]
-) -> dict[str, Any]:
-    """Config file + flags given on the command line, for flags named unlike their field.
-
-    ``_merged`` asks click whether a *parameter* was given; here some parameters (e.g.
-    ``--train-env``) fill a differently named field (``train_envs``), so the check runs
-    on the parameter name and the value lands on the field.
-    """
-    by_param = {param: fields[field] for param, field in rename.items() if field in fields}
-    plain = {k: v for k, v in fields.items() if k not in rename.values()}
-    merged = _merged(ctx, config, {**plain, **by_param})
-    for param, field in rename.items():
-        if param in merged:
-            value = merged.pop(param)
-            given = ctx.get_parameter_source(param)
-            from_flag = given is not None and getattr(given, "name", "") != "DEFAULT"
-            if from_flag or field not in merged:
-                merged[field] = value
-    return merged

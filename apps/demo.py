@@ -27,9 +27,18 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.models import DEFAULT_SPEC, ChatModel, SlmkitError, cache_dir
-from slmkit.retrieval import Citation, CitedAnswer, Document, Embedder, Index, Passage, answer
-from slmkit.retrieval.documents import SUPPORTED_SUFFIXES, load_path
-from slmkit.retrieval.manifest import MANIFEST_NAME
+from slmkit.retrieval import (
+    MANIFEST_NAME,
+    SUPPORTED_SUFFIXES,
+    Citation,
+    CitedAnswer,
+    Document,
+    Embedder,
+    Index,
+    Passage,
+    answer,
+    load_path,
+)
 
 __all__ = [
     "DemoConfig",

@@ -9,8 +9,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from slmkit.models import load_model
-from slmkit.tools import ToolRegistry, calculator, tool
-from slmkit.tools.prompting import tool_call_messages
+from slmkit.tools import ToolRegistry, calculator, tool, tool_call_messages
 
 __all__ = ["run_demo_call"]
 

@@ -30,6 +30,7 @@ from .citation_grammar import REFUSAL, citation_grammar, parse_cited_output
 from .cite import Citation, CitedAnswer, DocumentSource, answer, verify_answer
 from .dense import choose_kind
 from .documents import (
+    SUPPORTED_SUFFIXES,
     Document,
     Section,
     as_documents,
@@ -46,14 +47,16 @@ from .documents import (
 from .embeddings import DEFAULT_EMBEDDER, Embedder
 from .errors import IndexCorruptError, RetrievalError
 from .index import Index, SearchMode
-from .manifest import FORMAT_VERSION, DenseParams
+from .manifest import FORMAT_VERSION, MANIFEST_NAME, DenseParams
 from .metrics import CitationMetrics, SimilarityJudge, SupportJudge, citation_metrics
 from .verify import QuoteMatch, normalize_text, verify_quote
 
 __all__ = [
     "DEFAULT_EMBEDDER",
     "FORMAT_VERSION",
+    "MANIFEST_NAME",
     "REFUSAL",
+    "SUPPORTED_SUFFIXES",
     "Chunk",
     "ChunkingConfig",
     "Citation",

@@ -8,7 +8,7 @@ callers (the CLI, the demo) can catch it and offer exactly that.
 
 from __future__ import annotations
 
-from slmkit.models.errors import SlmkitError
+from slmkit.models import SlmkitError
 
 __all__ = ["IndexCorruptError", "RetrievalError"]
 

@@ -29,11 +29,14 @@ from slmkit.simulators.report import (
     compare_markdown,
     load_report,
     markdown_table,
+    metric_rows,
     report_from_trajectories,
     write_chart,
 )
 from slmkit.simulators.runner import AGENT_KINDS, run_episode
+from slmkit.simulators.scale import RayDataModel
 from slmkit.simulators.toolspec import load_tools, tools_to_json
+from slmkit.simulators.trl import trl_dataset, trl_environment_factory
 from slmkit.simulators.validate import repair_trajectory, validate_trajectory
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "EvalConfig",
     "EvalReport",
     "FidelityReport",
+    "RayDataModel",
     "RewardReport",
     "SimulatedEnvironment",
     "SimulationError",
@@ -65,12 +69,15 @@ __all__ = [
     "load_tools",
     "markdown_table",
     "measure_fidelity",
+    "metric_rows",
     "register_env",
     "repair_trajectory",
     "report_from_trajectories",
     "run_episode",
     "tools_to_json",
     "trajectory_schema",
+    "trl_dataset",
+    "trl_environment_factory",
     "validate_trajectory",
     "write_chart",
 ]

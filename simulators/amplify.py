@@ -27,15 +27,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.agents import Trajectory, read_trajectories
-from slmkit.models import DEFAULT_SPEC, ChatModel, Message, load_model, render_prompt
-from slmkit.models.chat_format import decode_arguments
+from slmkit.models import (
+    DEFAULT_SPEC,
+    ChatModel,
+    Message,
+    decode_arguments,
+    load_model,
+    render_prompt,
+)
 from slmkit.simulators.collect import ledger_path
 from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.jsonl import AppendLog
 from slmkit.simulators.toolspec import load_tools, text_or_file
 from slmkit.simulators.validate import repair_trajectory, validate_trajectory
-from slmkit.tools import Tool, ToolCall, ToolRegistry
-from slmkit.tools.prompting import describe_tools
+from slmkit.tools import Tool, ToolCall, ToolRegistry, describe_tools
 
 __all__ = [
     "AmplifyConfig",

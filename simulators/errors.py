@@ -10,7 +10,7 @@ backend (Ray) that is not installed.
 
 from __future__ import annotations
 
-from slmkit.models.errors import SlmkitError
+from slmkit.models import SlmkitError
 
 __all__ = ["SimulationError"]
 

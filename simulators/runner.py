@@ -22,8 +22,15 @@ import traceback
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from slmkit.agents import AgentConfig, CodeAgent, CodeAgentConfig, RagAgent, ToolAgent, Trajectory
-from slmkit.agents.metrics import RunMetrics
+from slmkit.agents import (
+    AgentConfig,
+    CodeAgent,
+    CodeAgentConfig,
+    RagAgent,
+    RunMetrics,
+    ToolAgent,
+    Trajectory,
+)
 from slmkit.models import ChatModel, Message
 from slmkit.simulators.base import Environment, RewardReport, jsonable
 from slmkit.simulators.errors import SimulationError

@@ -25,8 +25,14 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from slmkit.models import BackendUnavailableError, ChatModel, Message, RawOutput, Sampling
-from slmkit.models.schema import Constraint
+from slmkit.models import (
+    BackendUnavailableError,
+    ChatModel,
+    Constraint,
+    Message,
+    RawOutput,
+    Sampling,
+)
 
 __all__ = ["RayDataModel", "ray_available"]
 

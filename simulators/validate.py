@@ -22,7 +22,7 @@ from typing import Any
 import jsonschema
 
 from slmkit.agents import Trajectory
-from slmkit.models.chat_format import decode_arguments
+from slmkit.models import decode_arguments
 from slmkit.tools import ToolCall, ToolRegistry
 
 __all__ = ["repair_trajectory", "validate_trajectory"]

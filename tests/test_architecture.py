@@ -10,8 +10,12 @@ at import time, but it still ties two modules together: neither can be moved, re
 tested without the other, and whether it bites depends on which is imported first. Both
 circles issue 13 removed (``tasks`` <-> the environments, ``evaluate`` <-> ``report``)
 were closed by a function-level import, so they count. ``from pkg import name`` is an
-edge to the module ``pkg.name`` when that is a module, else to ``pkg`` (its
-``__init__``); importing a submodule is not counted as importing its parent package.
+edge to ``pkg`` (its ``__init__``) when ``name`` is in ``pkg.__all__`` (``from
+slmkit.simulators import collect`` is the function), else to the module ``pkg.name`` when
+there is one; importing a submodule is not counted as importing its parent package.
+
+Across packages, only the public surface is imported: ``from slmkit.<pkg> import name``
+with ``name`` in that package's ``__all__``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class Import:
     source: str
     target: str
     line: int
+    name: str | None = None
+    """The name taken from ``target`` (``from target import name``); None for ``import``."""
 
 
 def _package_dirs() -> dict[str, Path]:
@@ -89,23 +95,38 @@ def _import_nodes(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
             yield from _import_nodes(child)
 
 
+def _exported(path: Path) -> set[str]:
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "__all__":
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
 def _imports(modules: dict[str, Path]) -> list[Import]:
     edges: list[Import] = []
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[tuple[str, str | None]]
             if isinstance(node, ast.Import):
-                targets = [alias.name for alias in node.names]
+                targets = [(alias.name, None) for alias in node.names]
             else:
                 base = node.module or ""
                 if node.level:
                     parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join([*parent, *([base] if base else [])])
+                exported = _exported(modules[base]) if base in modules else set()
                 targets = [
-                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-                    for alias in node.names
+                    (f"{base}.{a.name}", None)
+                    if f"{base}.{a.name}" in modules and a.name not in exported
+                    else (base, a.name)
+                    for a in node.names
                 ]
-            edges += [Import(name, t, node.lineno) for t in targets if t in modules and t != name]
+            edges += [
+                Import(name, t, node.lineno, what)
+                for t, what in targets
+                if t in modules and t != name
+            ]
     return edges
 
 
@@ -200,6 +221,26 @@ def test_layers_point_one_way(edges: list[Import]) -> None:
         if LAYERS[dst] > LAYERS[src] or (LAYERS[dst] == LAYERS[src] and dst != src):
             upward.append(f"{e.source}:{e.line} imports {e.target}")
     assert not upward, upward
+
+
+def test_other_packages_import_only_the_public_surface(
+    modules: dict[str, Path], edges: list[Import]
+) -> None:
+    """Across packages, ``from slmkit.<pkg> import name`` with ``name`` in its ``__all__``.
+
+    A package's modules are its own business (httpx's rule): what another package needs
+    is exported, so moving a module inside a package never breaks a caller outside it.
+    """
+    private = []
+    for e in edges:
+        if e.source.split(".")[1] == e.target.split(".")[1]:
+            continue
+        path = modules[e.target]
+        if path.name != "__init__.py" or (e.name is not None and e.name not in _exported(path)):
+            private.append(
+                f"{e.source}:{e.line} imports {e.target}{'.' + e.name if e.name else ''}"
+            )
+    assert not private, "export these from the package's __init__:\n" + "\n".join(private)
 
 
 def test_no_module_over_500_lines(modules: dict[str, Path]) -> None:

@@ -8,6 +8,7 @@ calls after validating them, returning a :class:`ToolResult` whatever happens.
 
 from slmkit.tools.builtins import calculator, evaluate_arithmetic, final_answer, python_tool
 from slmkit.tools.errors import SandboxError, ToolDefinitionError, ToolError
+from slmkit.tools.prompting import describe_tool, describe_tools, tool_call_messages
 from slmkit.tools.registry import NO_CALL, ToolCall, ToolRegistry, ToolResult
 from slmkit.tools.sandbox import PythonSandbox, SandboxResult
 from slmkit.tools.tool import Tool, normalize_parameters, tool
@@ -24,9 +25,12 @@ __all__ = [
     "ToolRegistry",
     "ToolResult",
     "calculator",
+    "describe_tool",
+    "describe_tools",
     "evaluate_arithmetic",
     "final_answer",
     "normalize_parameters",
     "python_tool",
     "tool",
+    "tool_call_messages",
 ]

@@ -7,7 +7,7 @@ for programming mistakes: a function that cannot become a tool, a misused sandbo
 
 from __future__ import annotations
 
-from slmkit.models.errors import SlmkitError
+from slmkit.models import SlmkitError
 
 __all__ = ["SandboxError", "ToolDefinitionError", "ToolError"]
 

@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 from pydantic import ValidationError
 
-from slmkit.models.chat_format import decode_arguments
+from slmkit.models import decode_arguments
 from slmkit.tools.errors import ToolDefinitionError
 from slmkit.tools.tool import Tool
 

@@ -19,16 +19,19 @@ from slmkit.training.config import STAGES, DistillConfig, RlConfig, SftConfig
 from slmkit.training.distill import DistillResult, distill, distill_status
 from slmkit.training.errors import TrainingError
 from slmkit.training.export import export_gguf
-from slmkit.training.rl import RlResult, rl
+from slmkit.training.rl import RL_STAGES, RlResult, rl
 from slmkit.training.sft import agent_token_loss, sft
+from slmkit.training.stages import RunFolder
 from slmkit.training.student import StudentPromptModel, load_student
 
 __all__ = [
+    "RL_STAGES",
     "STAGES",
     "DistillConfig",
     "DistillResult",
     "RlConfig",
     "RlResult",
+    "RunFolder",
     "SftConfig",
     "StudentPromptModel",
     "TrainingError",

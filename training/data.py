@@ -24,11 +24,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
-from slmkit.agents import AgentConfig, ToolAgent, Trajectory
-from slmkit.agents.actions import action_text
-from slmkit.models import ChatModel, Message, RawOutput, Sampling
-from slmkit.models.chat_format import to_text_messages
-from slmkit.models.schema import Constraint
+from slmkit.agents import AgentConfig, ToolAgent, Trajectory, action_text
+from slmkit.models import ChatModel, Constraint, Message, RawOutput, Sampling, to_text_messages
 from slmkit.tools import Tool
 from slmkit.training.errors import TrainingError
 from slmkit.training.student import student_system_prompt

@@ -8,7 +8,7 @@ data (a failed trajectory), never an exception.
 
 from __future__ import annotations
 
-from slmkit.models.errors import SlmkitError
+from slmkit.models import SlmkitError
 
 __all__ = ["TrainingError"]
 

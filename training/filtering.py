@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from slmkit.agents import Trajectory
-from slmkit.models.chat_format import decode_arguments
+from slmkit.models import decode_arguments
 from slmkit.training.data import agent_conversation
 from slmkit.training.errors import TrainingError
 

@@ -118,7 +118,7 @@ class _Run:
             kwargs.update(rollout_func=rollout, reward_funcs=[env_reward])
             dataset = Dataset.from_list(rows)
         else:
-            from slmkit.simulators.trl import trl_dataset, trl_environment_factory
+            from slmkit.simulators import trl_dataset, trl_environment_factory
 
             kwargs["environment_factory"] = trl_environment_factory(cfg.env, **cfg.env_options)
             dataset = Dataset.from_list(

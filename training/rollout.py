@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.agents import Trajectory
-from slmkit.models import ChatModel
-from slmkit.models.vllm_backend import VllmModel
+from slmkit.models import ChatModel, VllmModel
 from slmkit.training.data import agent_conversation, assistant_token_mask
 from slmkit.training.errors import TrainingError
 
@@ -91,7 +90,7 @@ class AgentRollout:
         if getattr(trainer, "use_vllm", False):
             self._model = _ColocatedVllm(trainer.vllm_generation.llm, "policy")
         else:
-            from slmkit.models.hf import TransformersModel
+            from slmkit.models import TransformersModel
 
             model = trainer.accelerator.unwrap_model(trainer.model)
             self._model = TransformersModel(

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmkit.models.errors import DataError
-from slmkit.models.pkgdata import fetch_package
+from slmkit.models import DataError, fetch_package
 
 __all__ = [
     "BFCL_CATEGORIES",

@@ -29,18 +29,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from slmkit.agents import Trajectory, read_trajectories
-from slmkit.agents.actions import canonical_call
-from slmkit.models import DEFAULT_SPEC, ChatModel, Message, render_prompt
-from slmkit.models.chat_format import decode_arguments
+from slmkit.agents import Trajectory, canonical_call, read_trajectories
+from slmkit.models import DEFAULT_SPEC, ChatModel, Message, decode_arguments, render_prompt
 from slmkit.simulators.base import Environment, RewardReport, Task, jsonable, tool_from_method
 from slmkit.simulators.envs.consistency import pin_schema
 from slmkit.simulators.envs.user import UserSimulator, resolve_model, scenario_text
 from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.tasks import read_tasks_jsonl, stable_split
 from slmkit.simulators.toolspec import is_mutating, load_tools, text_or_file
-from slmkit.tools import Tool
-from slmkit.tools.prompting import describe_tool
+from slmkit.tools import Tool, describe_tool
 
 __all__ = ["ERROR_SCHEMA", "SimulatedEnvironment", "SimulatedToolError", "seed_examples"]
 

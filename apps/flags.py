@@ -1,0 +1,112 @@
+"""Command options: a YAML config file, overridden by the flags given on the command line.
+
+Every ``agentctl`` command that runs something takes ``--config file.yaml`` holding any
+fields of its config class; its flags override the file. One rule for all of them:
+
+* a flag **given on the command line** always wins;
+* a flag left at its default fills a field only when the file does not set it, and only
+  when the default is a value (a ``None`` default leaves the config class's own default);
+* a flag named unlike its field (``--train-env`` -> ``train_envs``) says so in ``rename``.
+
+The merged values are validated by the config class; a bad value is a
+:class:`~slmkit.models.SlmkitError` naming the field, not a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from slmkit.models import SlmkitError
+
+__all__ = ["ConfigOpt", "KvOpt", "load_config", "merge_config", "parse_kv", "validate_config"]
+
+Cfg = TypeVar("Cfg", bound=BaseModel)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="YAML file with any of the command's options")
+]
+KvOpt = Annotated[
+    list[str] | None, typer.Option(help="KEY=VALUE (repeatable; VALUE as JSON if it parses)")
+]
+
+
+def parse_kv(pairs: list[str] | None) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (a value is JSON when it parses)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SlmkitError(
+                f"expected KEY=VALUE, got {pair!r}", hint="e.g. --agent-opt max_steps=4"
+            )
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _read_yaml(config: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SlmkitError(f"cannot read config {config}: {exc}", hint="pass a YAML file") from exc
+    if not isinstance(loaded, dict):
+        raise SlmkitError(f"{config} is not a YAML mapping", hint="write `field: value` lines")
+    return loaded
+
+
+def _given(ctx: typer.Context, param: str) -> bool:
+    """Whether the command's parameter ``param`` was set by the user (not a default)."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def merge_config(
+    ctx: typer.Context,
+    config: Path | None,
+    flags: Mapping[str, Any],
+    rename: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The file's values overridden by ``flags`` (parameter name -> value), by the rule above.
+
+    ``ctx`` is the running command's context: it says which flags the user gave.
+    """
+    values = _read_yaml(config) if config is not None else {}
+    for param, value in flags.items():
+        field = (rename or {}).get(param, param)
+        if _given(ctx, param) or (field not in values and value is not None):
+            values[field] = value
+    return values
+
+
+def validate_config(kind: type[Cfg], values: Mapping[str, Any], command: str) -> Cfg:
+    """``kind`` from ``values``; the first invalid field becomes an error with a hint."""
+    try:
+        return kind.model_validate(dict(values))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        raise SlmkitError(
+            f"invalid {where}: {first['msg']}", hint=f"see `agentctl {command} --help`"
+        ) from exc
+
+
+def load_config(
+    kind: type[Cfg],
+    ctx: typer.Context,
+    config: Path | None,
+    flags: Mapping[str, Any],
+    *,
+    command: str,
+    rename: Mapping[str, str] | None = None,
+) -> Cfg:
+    """:func:`merge_config`, then :func:`validate_config`."""
+    return validate_config(kind, merge_config(ctx, config, flags, rename), command)
