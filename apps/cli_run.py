@@ -11,10 +11,9 @@ id continues it after a crash or Ctrl-C instead of starting over.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -30,6 +29,7 @@ from slmkit.agents import (
     ToolAgent,
     with_options,
 )
+from slmkit.apps.flags import ConfigOpt, merge_config
 from slmkit.models import DEFAULT_SPEC, ChatModel, SlmkitError, load_model
 from slmkit.tools import Tool, ToolCall, calculator, python_tool
 
@@ -71,6 +71,7 @@ def build_tools(
 
 
 def run(
+    ctx: typer.Context,
     task: Annotated[str, typer.Argument(help="the task for the agent")],
     model: Annotated[str, typer.Option("--model", "-m", help="model spec")] = DEFAULT_SPEC,
     tools: Annotated[
@@ -100,19 +101,16 @@ def run(
     checkpoint_path: Annotated[
         Path | None, typer.Option("--checkpoint", help="SQLite file for run checkpoints")
     ] = None,
-    config: Annotated[
-        Path | None, typer.Option("--config", help="YAML file of agent config fields")
-    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Run an agent on TASK, printing each step live, then the answer."""
-    options: dict[str, Any] = _read_config(config)
     flags = {
         "sample_k": sample_k,
         "max_steps": max_steps,
         "first_thought": first_thought,
         "checkpoint_path": checkpoint_path,
     }
-    options.update({k: v for k, v in flags.items() if v is not None})
+    options = merge_config(ctx, config, flags)
     small = load_model(model)
     chat: ChatModel = Router(small, load_model(fallback)) if fallback else small
     names = [n.strip() for n in tools.split(",") if n.strip()]
@@ -133,18 +131,6 @@ def run(
         for event in stream:
             _print_event(event)
         _print_result(stream.result)
-
-
-def _read_config(path: Path | None) -> dict[str, Any]:
-    if path is None:
-        return {}
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise SlmkitError(f"cannot read {path}: {exc}", hint="pass a YAML mapping") from exc
-    if not isinstance(data, dict):
-        raise SlmkitError(f"{path} is not a YAML mapping", hint="write `field: value` lines")
-    return data
 
 
 def _ask_at_terminal(call: ToolCall) -> bool | str:
