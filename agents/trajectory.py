@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from slmkit.models import decode_arguments
+from slmkit.models import decode_arguments, existing_path
 
 __all__ = ["Trajectory", "read_trajectories"]
 
@@ -78,8 +78,17 @@ class Trajectory(BaseModel):
 
 
 def read_trajectories(path: str | Path) -> Iterator[Trajectory]:
-    """Trajectories from a JSONL file; a torn last line (a killed writer) is skipped."""
-    with Path(path).open(encoding="utf-8") as f:
+    """Trajectories from a JSONL file; a torn last line (a killed writer) is skipped.
+
+    Raises:
+        PathNotFoundError: ``path`` names no file (checked before the first item).
+    """
+    file = existing_path(path, what="trajectories file", kind="file")
+    return _read_lines(file)
+
+
+def _read_lines(file: Path) -> Iterator[Trajectory]:
+    with file.open(encoding="utf-8") as f:
         lines = f.readlines()
     for i, line in enumerate(lines):
         if not line.strip():

@@ -24,12 +24,19 @@ from slmkit.models.errors import (
     GenerationError,
     ModelError,
     ModelNotFoundError,
+    PathNotFoundError,
     PromptError,
     SlmkitError,
 )
 from slmkit.models.hf import TransformersModel, convert_embedded
 from slmkit.models.loader import BACKENDS, DEFAULT_SPEC, load_model, parse_spec
-from slmkit.models.paths import cache_dir
+from slmkit.models.paths import (
+    cache_dir,
+    existing_path,
+    looks_like_path,
+    model_location,
+    path_or_text,
+)
 from slmkit.models.pkgdata import fetch_package
 from slmkit.models.prompts import load_prompt, render_prompt, render_template
 from slmkit.models.schema import Constraint, SchemaLike, to_json_schema
@@ -52,6 +59,7 @@ __all__ = [
     "Message",
     "ModelError",
     "ModelNotFoundError",
+    "PathNotFoundError",
     "PromptError",
     "RawOutput",
     "Sampling",
@@ -65,10 +73,14 @@ __all__ = [
     "convert_embedded",
     "decode_arguments",
     "embedded_gguf",
+    "existing_path",
     "fetch_package",
     "load_model",
     "load_prompt",
+    "looks_like_path",
+    "model_location",
     "parse_spec",
+    "path_or_text",
     "render_prompt",
     "render_template",
     "to_json_schema",

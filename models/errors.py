@@ -11,6 +11,7 @@ own ``errors`` module, always under this root::
     │   ├── ConstraintError           a schema/grammar cannot be enforced by a backend
     │   └── GenerationError           the backend failed while generating
     ├── DataError                   data shipped in PyPI packages could not be fetched/read
+    ├── PathNotFoundError           a path argument names nothing (also a FileNotFoundError)
     ├── PromptError                 a prompt file is missing, or a variable was not given
     ├── ToolError                   (slmkit.tools)
     │   ├── ToolDefinitionError       a function or JSON schema cannot become a Tool
@@ -33,6 +34,7 @@ __all__ = [
     "GenerationError",
     "ModelError",
     "ModelNotFoundError",
+    "PathNotFoundError",
     "PromptError",
     "SlmkitError",
 ]
@@ -78,3 +80,12 @@ class DataError(SlmkitError):
 
 class PromptError(SlmkitError):
     """A prompt template is missing or malformed, or a variable it uses was not given."""
+
+
+class PathNotFoundError(SlmkitError, FileNotFoundError):
+    """A path argument names nothing, or a folder where a file is needed (or the reverse).
+
+    A ``str`` given where slmkit accepts a file is a path, never text; when it names
+    nothing, this is the error, and its hint says how to pass text instead. It is also a
+    ``FileNotFoundError``, so code that already catches that keeps working.
+    """

@@ -22,7 +22,7 @@ from slmkit.models.chat_format import to_text_messages
 from slmkit.models.embedded import EMBEDDED_MODELS, embedded_gguf
 from slmkit.models.errors import BackendUnavailableError, ModelNotFoundError
 from slmkit.models.guidance import GrammarCache, TokenGate, closing_bias, closing_reserve
-from slmkit.models.paths import cache_dir
+from slmkit.models.paths import cache_dir, model_location
 from slmkit.models.schema import Constraint
 from slmkit.models.threads import decode_threads
 
@@ -198,7 +198,7 @@ class TransformersModel(ChatModel):
             ) from exc
         target = str(target)
         self.name = target
-        path = convert_embedded(target) if target in EMBEDDED_MODELS else target
+        path = convert_embedded(target) if target in EMBEDDED_MODELS else model_location(target)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device == "cpu":
             # torch's thread count is process-wide; CPU decoding is fastest with few

@@ -13,8 +13,10 @@ from typing import Any
 
 from slmkit.models.base import ChatModel, Message, RawOutput, Sampling
 from slmkit.models.chat_format import render_template
+from slmkit.models.embedded import EMBEDDED_MODELS
 from slmkit.models.errors import BackendUnavailableError, GenerationError, ModelNotFoundError
 from slmkit.models.guidance import GrammarCache, TokenGate, closing_bias, closing_reserve
+from slmkit.models.paths import existing_path
 from slmkit.models.schema import Constraint
 from slmkit.models.threads import cpu_count, decode_threads
 
@@ -76,11 +78,12 @@ class LlamaCppModel(ChatModel):
                 "llama-cpp-python is not installed",
                 hint="pip install 'llama-cpp-python[server]' llguidance",
             ) from exc
-        path = Path(path)
-        if not path.is_file():
-            raise ModelNotFoundError(
-                f"GGUF file not found: {path}", hint="give a path to a .gguf file"
-            )
+        path = existing_path(
+            path,
+            what="GGUF file",
+            kind="file",
+            hint="give a .gguf file, or an embedded model: " + ", ".join(EMBEDDED_MODELS),
+        )
         self.path = path
         self.name = name or path.stem
         self._seed = seed

@@ -15,7 +15,6 @@ Loaded models are cached per spec, so agents, tools and the CLI share one copy.
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 from slmkit.models.base import ChatModel
@@ -65,7 +64,7 @@ def _load(spec: str, options: dict[str, Any]) -> ChatModel:
     if backend == "llamacpp":
         from slmkit.models.llamacpp import LlamaCppModel
 
-        path = embedded_gguf(target) if target in EMBEDDED_MODELS else Path(target).expanduser()
+        path = embedded_gguf(target) if target in EMBEDDED_MODELS else target
         name = target if target in EMBEDDED_MODELS else None
         return LlamaCppModel(path, name=name, **options)
     if backend == "transformers":

@@ -11,6 +11,7 @@ from typing import Any
 
 from slmkit.models.base import ChatModel, Message, RawOutput, Sampling
 from slmkit.models.errors import BackendUnavailableError
+from slmkit.models.paths import model_location
 from slmkit.models.schema import Constraint
 
 __all__ = ["VllmModel"]
@@ -24,6 +25,7 @@ class VllmModel(ChatModel):
     supports_logprobs = True
 
     def __init__(self, model: str, **engine_args: Any) -> None:
+        location = str(model_location(model))  # a local path must exist; else a hub id
         try:
             import vllm
         except ImportError as exc:
@@ -34,7 +36,7 @@ class VllmModel(ChatModel):
             ) from exc
         self.name = model
         engine_args.setdefault("enable_prefix_caching", True)
-        self._llm = vllm.LLM(model=model, **engine_args)
+        self._llm = vllm.LLM(model=location, **engine_args)
 
     def _params(self, constraint: Constraint | None, sampling: Sampling) -> Any:
         from vllm import SamplingParams

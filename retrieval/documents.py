@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from slmkit.models import existing_path
+
 from .errors import RetrievalError
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "parse_html",
     "parse_markdown",
 ]
+
+_TEXT_HINT = "to index text, pass Document(...) or document_from_text(text)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +103,14 @@ def _read_text(path: Path) -> str:
         raise RetrievalError(f"cannot read {path}: {exc}", hint="check the path") from exc
 
 
+def _document_file(path: str | os.PathLike[str]) -> Path:
+    """The file a loader reads: a ``str`` is a path that must exist (see slmkit.models.paths)."""
+    return existing_path(path, what="document file", kind="file", hint=_TEXT_HINT)
+
+
 def load_text(path: str | os.PathLike[str]) -> Document:
     """A plain-text file; structure is found later from blank-line paragraphs."""
-    p = Path(path)
+    p = _document_file(path)
     return Document(p.as_posix(), p.stem, _read_text(p), {"format": "text", "path": p.as_posix()})
 
 
@@ -163,7 +172,7 @@ def parse_markdown(
 
 def load_markdown(path: str | os.PathLike[str]) -> Document:
     """A Markdown file (see :func:`parse_markdown`); without an h1 the title is the stem."""
-    p = Path(path)
+    p = _document_file(path)
     doc = parse_markdown(_read_text(p), id=p.as_posix(), meta={"path": p.as_posix()})
     if doc.title == doc.id:
         return Document(doc.id, p.stem, doc.text, doc.meta, doc.sections)
@@ -311,7 +320,7 @@ def parse_html(
 
 def load_html(path: str | os.PathLike[str]) -> Document:
     """An HTML file (see :func:`parse_html`); lxml sniffs the encoding from the bytes."""
-    p = Path(path)
+    p = _document_file(path)
     try:
         raw = p.read_bytes()
     except OSError as exc:
@@ -334,7 +343,7 @@ def load_pdf(path: str | os.PathLike[str]) -> Document:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
-    p = Path(path)
+    p = _document_file(path)
     try:
         reader = PdfReader(p)
         pages = [(page.extract_text() or "").strip() for page in reader.pages]
@@ -376,7 +385,7 @@ def load_jsonl(
     A record without ``id_field`` gets ``"<path>#<line>"``; without ``title_field`` its
     title is its id. A record without ``text_field`` is an error naming the line.
     """
-    p = Path(path)
+    p = _document_file(path)
     docs: list[Document] = []
     for lineno, line in enumerate(_read_text(p).splitlines(), start=1):
         if not line.strip():
@@ -423,7 +432,7 @@ def load_path(path: str | os.PathLike[str]) -> list[Document]:
     Hidden files and folders are skipped; in a folder, unsupported files are skipped,
     while an unsupported file named directly is an error.
     """
-    p = Path(path)
+    p = existing_path(path, what="file or folder to index", hint=_TEXT_HINT)
     if p.is_dir():
         files = sorted(
             f
@@ -433,8 +442,6 @@ def load_path(path: str | os.PathLike[str]) -> list[Document]:
             and not any(part.startswith(".") for part in f.relative_to(p).parts)
         )
         return [doc for f in files for doc in _LOADERS[f.suffix.lower()](f)]
-    if not p.exists():
-        raise RetrievalError(f"no such file or folder: {p}", hint="check the path")
     loader = _LOADERS.get(p.suffix.lower())
     if loader is None:
         raise RetrievalError(
@@ -447,9 +454,11 @@ def load_path(path: str | os.PathLike[str]) -> list[Document]:
 def as_documents(sources: Document | str | os.PathLike[str] | Iterable[Any]) -> list[Document]:
     """Normalize what ``Index.build``/``add`` accept into a list of documents.
 
-    A :class:`Document` is used as is, a path (``os.PathLike``) is loaded with
-    :func:`load_path`, and a ``str`` is *text*, never a file name (wrap file names in
-    ``Path``), so a short string can never be silently mistaken for a path.
+    A :class:`Document` is used as is; a path (``str`` or ``os.PathLike``) is loaded with
+    :func:`load_path`. A ``str`` is always a path, never text: a name that does not exist
+    is a :class:`~slmkit.models.PathNotFoundError`, so ``Index.build("docs")`` indexes the
+    folder or fails, and never indexes the four letters. Text goes in a
+    :class:`Document` (:func:`document_from_text` makes one).
     Duplicate ids are an error: ``delete(source_id)`` must name one document.
     """
     items: Iterable[Any] = (
@@ -459,14 +468,12 @@ def as_documents(sources: Document | str | os.PathLike[str] | Iterable[Any]) -> 
     for item in items:
         if isinstance(item, Document):
             docs.append(item)
-        elif isinstance(item, str):
-            docs.append(document_from_text(item))
-        elif isinstance(item, os.PathLike):
+        elif isinstance(item, str | os.PathLike):
             docs.extend(load_path(item))
         else:
             raise RetrievalError(
                 f"cannot index an object of type {type(item).__name__}",
-                hint="pass Document objects, pathlib.Path objects, or str texts",
+                hint="pass Document objects or paths (str or pathlib.Path) of files or folders",
             )
     seen: set[str] = set()
     for doc in docs:

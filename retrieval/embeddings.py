@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from slmkit.models import model_location
+
 from .errors import RetrievalError
 
 __all__ = ["DEFAULT_EMBEDDER", "Embedder", "default_model_path"]
@@ -93,10 +95,9 @@ class Embedder:
         if spec in _DEFAULT_ALIASES:
             self.name = DEFAULT_EMBEDDER
             self._location = str(default_model_path())
-        elif Path(spec).is_dir():
-            self.name = self._location = str(Path(spec).resolve())
-        else:
-            self.name = self._location = spec
+        else:  # a local folder (which must exist) or a hub id
+            where = model_location(spec if isinstance(model, str) else Path(spec))
+            self.name = self._location = str(where.resolve()) if isinstance(where, Path) else where
         self.device = device or _pick_device()
         self.batch_size = batch_size
 

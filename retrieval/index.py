@@ -128,11 +128,13 @@ class Index:
     ) -> Index:
         """Chunk, embed and index ``source``, writing the index folder at ``path``.
 
-        ``source`` is documents, paths (files or folders, loaded by suffix) or ``str``
-        texts, alone or in an iterable. ``kind="auto"`` picks the FAISS index from the
-        number of chunks (:func:`choose_kind`). ``path=None`` builds in a temporary
-        folder removed when the index is garbage-collected. An existing index at
-        ``path`` is replaced (atomically) only with ``overwrite=True``.
+        ``source`` is documents or paths (``str`` or ``Path``, files or folders, loaded
+        by suffix), alone or in an iterable. A ``str`` is always a path: one that names
+        nothing raises :class:`~slmkit.models.PathNotFoundError`; index text by wrapping
+        it in a :class:`Document` (:func:`document_from_text`). ``kind="auto"`` picks the
+        FAISS index from the number of chunks (:func:`choose_kind`). ``path=None`` builds
+        in a temporary folder removed when the index is garbage-collected. An existing
+        index at ``path`` is replaced (atomically) only with ``overwrite=True``.
         """
         emb = _as_embedder(embedder)
         config = chunking or ChunkingConfig()
@@ -194,7 +196,7 @@ class Index:
         size and sha256 first (reads the whole index once). Anything wrong with the folder
         raises :class:`IndexCorruptError`.
         """
-        folder = Path(path)
+        folder = Path(path).expanduser()  # a missing folder: IndexCorruptError, with a hint
         manifest = read_manifest(folder)
         recorded = manifest.embedder
         emb = Embedder(recorded.name) if embedder is None else _as_embedder(embedder)

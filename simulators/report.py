@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.agents import Trajectory, read_trajectories
+from slmkit.models import existing_path
 from slmkit.simulators.errors import SimulationError
 
 __all__ = [
@@ -183,9 +184,7 @@ def metric_rows(reports: Sequence[EvalReport]) -> list[list[str]]:
 
 def load_report(path: str | Path) -> EvalReport:
     """A report from a ``*.summary.json`` or recomputed from a results ``*.jsonl``."""
-    p = Path(path)
-    if not p.is_file():
-        raise SimulationError(f"no report at {p}", hint="pass an eval .summary.json or .jsonl file")
+    p = existing_path(path, what="eval report", kind="file", hint="pass *.summary.json or *.jsonl")
     if p.suffix == ".jsonl":
         return report_from_trajectories(read_trajectories(p))
     try:

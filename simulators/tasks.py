@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from slmkit.models import existing_path
 from slmkit.simulators.base import Task
 from slmkit.simulators.errors import SimulationError
 
@@ -29,7 +30,7 @@ def read_tasks_jsonl(path: str | Path) -> list[Task]:
     A missing ``id`` becomes a hash of the line (stable across runs); a missing
     ``split`` is assigned by :func:`stable_split`.
     """
-    p = Path(path)
+    p = existing_path(path, what="tasks file", kind="file")
     try:
         lines = p.read_text(encoding="utf-8").splitlines()
     except OSError as exc:

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from slmkit.models import existing_path, path_or_text
 from slmkit.simulators.errors import SimulationError
 from slmkit.tools import Tool, ToolDefinitionError
 
@@ -57,13 +58,14 @@ def load_tools(
     """Tools (schema-only, ``fn=None``) and their declared ``mutating`` flags.
 
     Args:
-        source: a JSON file path, or already-parsed entries.
+        source: a JSON file path (a ``str`` too), or already-parsed entries.
 
     Raises:
+        PathNotFoundError: the file does not exist.
         SimulationError: the file is unreadable or an entry is not a valid tool.
     """
     if isinstance(source, str | Path):
-        path = Path(source)
+        path = existing_path(source, what="tools file", kind="file")
         try:
             data: Any = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
@@ -118,12 +120,13 @@ def tools_to_json(
 
 
 def text_or_file(value: str | Path | None) -> str:
-    """``value``'s text if it names an existing file, else ``value`` itself ("" for None)."""
+    """The text of an option that takes "text or a file" ("" for None).
+
+    A ``Path``, or a ``str`` naming an existing file, is read; a ``str`` that reads as
+    a file name but names nothing is a ``PathNotFoundError`` (see
+    :func:`slmkit.models.path_or_text`); any other ``str`` is the text itself.
+    """
     if value is None:
         return ""
-    text = str(value)
-    if "\n" not in text and len(text) < 4096:
-        path = Path(text).expanduser()
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    return text
+    found = path_or_text(value)
+    return found.read_text(encoding="utf-8") if isinstance(found, Path) else found

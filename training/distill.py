@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.agents import Trajectory, read_trajectories
-from slmkit.models import load_model
+from slmkit.models import existing_path, load_model
 from slmkit.training.config import STAGES, DistillConfig
 from slmkit.training.errors import TrainingError
 from slmkit.training.filtering import filter_trajectories
@@ -58,7 +58,7 @@ def _slug(env: str) -> str:
 
 def distill_status(run_dir: str | Path) -> list[tuple[str, StageStatus | None]]:
     """Every stage of a run with its status (None: not started)."""
-    root = Path(run_dir)
+    root = existing_path(run_dir, what="distill run folder", kind="folder")
     if not (root / CONFIG_FILE).is_file():
         raise TrainingError(f"{root} is not a distill run folder", hint="give runs/distill-<time>")
     return RunFolder(root, STAGES).overview()

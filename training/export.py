@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
+from slmkit.models import existing_path
 from slmkit.training.errors import TrainingError
 from slmkit.training.sft import source_gguf
 
@@ -66,7 +67,7 @@ def export_gguf(
         TrainingError: no route applies (see the hint), or the weights do not fit the
             source file's tensors.
     """
-    folder = Path(model_dir)
+    folder = existing_path(model_dir, what="model folder", kind="folder")
     target = Path(out) if out is not None else folder / f"model-{dtype}.gguf"
     src = Path(source) if source is not None else None
     if src is None and (recorded := source_gguf(folder)) is not None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.agents import Trajectory, read_trajectories
-from slmkit.models import EMBEDDED_MODELS, parse_spec
+from slmkit.models import EMBEDDED_MODELS, existing_path, parse_spec
 from slmkit.training.config import SftConfig
 from slmkit.training.data import (
     assistant_token_mask,
@@ -64,7 +64,9 @@ def resolve_student(model: str) -> Path:
         from slmkit.models import convert_embedded
 
         return convert_embedded(target)
-    path = Path(target).expanduser()
+    path = existing_path(
+        target, what="student model folder", kind="folder", hint="or use the embedded smollm2"
+    )
     if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
         raise TrainingError(
             f"{target!r} is not a local HF model folder",
@@ -115,10 +117,7 @@ def last_checkpoint(folder: Path) -> str | None:
 
 def _load_trajectories(data: Iterable[Trajectory] | str | Path) -> list[Trajectory]:
     if isinstance(data, str | Path):
-        path = Path(data)
-        if not path.is_file():
-            raise TrainingError(f"no trajectory file {path}", hint="collect trajectories first")
-        return list(read_trajectories(path))
+        return list(read_trajectories(data))  # a missing file: PathNotFoundError
     return list(data)
 
 
@@ -155,8 +154,8 @@ def sft(
     out = Path(out_dir)
     work = Path(work_dir) if work_dir is not None else out.with_name(out.name + ".work")
     checkpoints = work / "checkpoints"
+    trajs = _load_trajectories(trajectories)  # bad input fails before any model loads
     base = resolve_student(model)
-    trajs = _load_trajectories(trajectories)
     conv = to_rows(trajs, system_prompt=cfg.system_prompt or "agent")
     if not conv.rows:
         raise TrainingError(
@@ -291,12 +290,13 @@ def agent_token_loss(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    trajs = _load_trajectories(trajectories)
     path = resolve_student(str(model_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     template = training_chat_template(tokenizer)
     model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
     model.eval()
-    rows = to_rows(_load_trajectories(trajectories), system_prompt=system_prompt).rows
+    rows = to_rows(trajs, system_prompt=system_prompt).rows
     total, count = 0.0, 0
     with torch.no_grad():
         for row in rows:

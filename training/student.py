@@ -19,7 +19,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from slmkit.models import ChatModel, Message, WrappedModel, load_model, render_prompt
+from slmkit.models import (
+    ChatModel,
+    Message,
+    WrappedModel,
+    existing_path,
+    load_model,
+    render_prompt,
+)
 
 __all__ = [
     "STUDENT_META",
@@ -78,7 +85,7 @@ class StudentPromptModel(WrappedModel):
 
 def read_student_meta(folder: str | Path) -> dict[str, Any]:
     """The ``slmkit_student.json`` of a student folder ({} when there is none)."""
-    path = Path(folder) / STUDENT_META
+    path = existing_path(folder, what="student folder", kind="folder") / STUDENT_META
     if not path.is_file():
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -87,6 +94,6 @@ def read_student_meta(folder: str | Path) -> dict[str, Any]:
 
 def load_student(spec: str, folder: str | Path | None = None, **options: Any) -> ChatModel:
     """Load ``spec`` and wrap it with the prompt the student in ``folder`` was trained on."""
-    model = load_model(spec, cache=False, **options)
     header = str(read_student_meta(folder).get("system_prompt", "agent")) if folder else "agent"
+    model = load_model(spec, cache=False, **options)
     return model if header == "agent" else StudentPromptModel(model, header)

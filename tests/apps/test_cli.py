@@ -87,7 +87,7 @@ def test_tools_run_calculator() -> None:
         (("tools", "run", "calculator", "__import__('os')"), "unsupported element"),
         (("tools", "run", "bash", "ls"), "unknown tool 'bash'"),
         (("chat", "hi", "--model", "nosuch:model"), "cannot read model spec"),
-        (("chat", "hi", "--model", "llamacpp:/no/such.gguf"), "GGUF file not found"),
+        (("chat", "hi", "--model", "llamacpp:/no/such.gguf"), "no GGUF file at"),
         (("chat", "hi", "--schema", "/no/such/schema.json"), "cannot read schema"),
     ],
 )

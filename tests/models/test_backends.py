@@ -29,6 +29,7 @@ from slmkit.models import (
     GenerationError,
     ModelError,
     ModelNotFoundError,
+    PathNotFoundError,
     embedded_gguf,
     load_model,
     parse_spec,
@@ -73,10 +74,6 @@ def test_parse_spec(spec: str, expected: tuple[str, str]) -> None:
         ("gpt4all:foo", "cannot read model spec"),
         ("smollm2", "cannot read model spec"),
         ("llamacpp:", "names no model"),
-        ("llamacpp:/no/such/model.gguf", "GGUF file not found"),
-        ("llamacpp:nosuch", "GGUF file not found"),
-        ("/no/such/model.gguf", "GGUF file not found"),
-        ("transformers:/no/such/folder", "transformers could not load"),
         ("openai:127.0.0.1:8000/v1#m", "cannot read openai target"),
         ("openai:http://127.0.0.1:8000/v1", "cannot read openai target"),
         ("openai:http://127.0.0.1:8000/v1#m;dialect=tgi", "unknown option"),
@@ -85,6 +82,21 @@ def test_parse_spec(spec: str, expected: tuple[str, str]) -> None:
 )
 def test_bad_specs_fail_clearly(spec: str, message: str) -> None:
     with pytest.raises(ModelNotFoundError, match=message) as info:
+        load_model(spec, cache=False)
+    assert info.value.hint, "every error says what to do"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("llamacpp:/no/such/model.gguf", "no GGUF file at '/no/such/model.gguf'"),
+        ("llamacpp:nosuch", "no GGUF file at 'nosuch'"),
+        ("/no/such/model.gguf", "no GGUF file at"),
+        ("transformers:/no/such/folder", "no model file or folder at '/no/such/folder'"),
+    ],
+)
+def test_specs_naming_missing_files_fail_clearly(spec: str, message: str) -> None:
+    with pytest.raises(PathNotFoundError, match=message) as info:
         load_model(spec, cache=False)
     assert info.value.hint, "every error says what to do"
 

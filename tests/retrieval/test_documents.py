@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from slmkit.models import PathNotFoundError
 from slmkit.retrieval import (
     Document,
     RetrievalError,
     as_documents,
+    document_from_text,
     load_jsonl,
     load_path,
     load_pdf,
@@ -165,16 +167,23 @@ def test_unsupported_file_named_directly_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(RetrievalError, match="unsupported file type") as err:
         load_path(path)
     assert ".pdf" in (err.value.hint or "")
-    with pytest.raises(RetrievalError, match="no such file"):
+    with pytest.raises(PathNotFoundError, match="no file or folder to index"):
         load_path(tmp_path / "missing.txt")
 
 
-def test_as_documents_treats_str_as_text_and_rejects_duplicates(tmp_path: Path) -> None:
+def test_as_documents_reads_str_as_a_path_and_rejects_duplicates(tmp_path: Path) -> None:
     (tmp_path / "f.txt").write_text("from a file", encoding="utf-8")
-    docs = as_documents(["some text", tmp_path / "f.txt", Document("x", "X", "given")])
-    assert [d.text for d in docs] == ["some text", "from a file", "given"]
+    (tmp_path / "g.txt").write_text("from another", encoding="utf-8")
+    text = document_from_text("some text")
+    docs = as_documents(
+        [text, str(tmp_path / "f.txt"), tmp_path / "g.txt", Document("x", "X", "given")]
+    )
+    assert [d.text for d in docs] == ["some text", "from a file", "from another", "given"]
     assert docs[0].id.startswith("text:")
+    with pytest.raises(PathNotFoundError, match="no file or folder to index") as err:
+        as_documents(["some text"])  # a str is a path, never four words to index
+    assert "document_from_text" in (err.value.hint or "")
     with pytest.raises(RetrievalError, match="share the id"):
-        as_documents(["same", "same"])
+        as_documents([text, text])
     with pytest.raises(RetrievalError, match="type int"):
         as_documents([3])

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from slmkit.models import PathNotFoundError
 from slmkit.retrieval import (
     FORMAT_VERSION,
     Document,
@@ -163,19 +164,44 @@ def test_build_from_paths_and_existing_folder_rules(
     assert_consistent(index, [hit])
 
     with pytest.raises(RetrievalError, match="already exists") as err:
-        Index.build(["other"], tmp_path / "ix", embedder=embedder)
+        Index.build([document_from_text("other")], tmp_path / "ix", embedder=embedder)
     assert "overwrite=True" in (err.value.hint or "")
-    rebuilt = Index.build(["only this text"], tmp_path / "ix", embedder=embedder, overwrite=True)
+    rebuilt = Index.build(
+        document_from_text("only this text"), tmp_path / "ix", embedder=embedder, overwrite=True
+    )
     assert len(rebuilt) == 1 and rebuilt.manifest.generation == 2
     assert len(data_files(tmp_path / "ix")) == 4
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("mine", encoding="utf-8")
     with pytest.raises(RetrievalError, match="not empty"):
-        Index.build(["x"], tmp_path / "junk", embedder=embedder)
+        Index.build(document_from_text("x"), tmp_path / "junk", embedder=embedder)
+
+
+def test_a_str_is_a_path_for_build_and_add(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Index.build("docs")`` indexes the folder, never the four letters (issue 9)."""
+    monkeypatch.chdir(tmp_path)
+    Path("docs").mkdir()
+    Path("docs/kites.md").write_text("# Kites\n\nKites fly on windy days.\n", encoding="utf-8")
+    Path("bees.txt").write_text("Bees make honey in hives.", encoding="utf-8")
+    index = Index.build("docs", embedder=embedder)
+    assert index.sources() == ["docs/kites.md"]
+    assert "Kites fly on windy days." in index.search("windy", 1)[0].text
+    assert index.add("bees.txt") == 1
+    assert index.search("honey", 1)[0].source_id == "bees.txt"
+    for missing in ("doc", "docs/kite.md", "some words to index"):
+        with pytest.raises(PathNotFoundError, match="no file or folder to index") as err:
+            index.add(missing)
+        assert "document_from_text" in (err.value.hint or "")
+    with pytest.raises(PathNotFoundError):
+        Index.build(["docs", "nothing-here"], embedder=embedder)  # nothing half-built
+    assert index.add(document_from_text("docs", id="word")) == 1  # text, said explicitly
+    assert index.document("word").text == "docs"
 
 
 def test_temporary_index_and_kind_choice(embedder: Embedder) -> None:
-    index = Index.build(["a temporary text about kites"], embedder=embedder)
+    index = Index.build(document_from_text("a temporary text about kites"), embedder=embedder)
     assert index.path.exists() and index.search("kites", 1)[0].text.endswith("kites")
     assert [choose_kind(n) for n in (0, 19_999, 20_000, 999_999, 1_000_000)] == [
         "flat",
