@@ -15,16 +15,28 @@ Spec: ``openai:<base_url>#<model>`` with an optional ``;dialect=<name>`` suffix.
 it the dialect is detected from ``GET /models`` (vLLM says ``owned_by: vllm``) and the
 host (api.openai.com), and defaults to ``llamacpp``. The API key comes from
 ``$OPENAI_API_KEY`` (or ``api_key=``).
+
+Servers restart, shed load and drop connections. Every request goes through
+:meth:`OpenAICompatModel._request`, which tenacity retries on connection errors and
+timeouts (``timeout_s`` per attempt) and on 408/429/5xx answers, waiting
+``backoff_s * 2**attempt`` (jittered, at most ``max_backoff_s``) or what the server's
+``Retry-After`` asks (at most ``max_retry_after_s``), ``retries`` times; then the call
+fails with the last error. Other 4xx answers (a wrong model name, a bad body) are not
+retried: asking again cannot fix them.
 """
 
 from __future__ import annotations
 
+import email.utils
+import logging
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 import httpx
+import tenacity
 
 from slmkit.models.base import ChatModel, Message, RawOutput, Sampling
 from slmkit.models.errors import ConstraintError, GenerationError, ModelNotFoundError
@@ -34,6 +46,32 @@ __all__ = ["Dialect", "OpenAICompatModel"]
 
 Dialect = Literal["vllm", "llamacpp", "openai"]
 _DIALECTS: tuple[Dialect, ...] = ("vllm", "llamacpp", "openai")
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_log = logging.getLogger(__name__)
+
+
+class _RetryableStatus(Exception):
+    """An answer worth asking again for (408, 429, 5xx); carries the response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"{response.status_code} {response.reason_phrase}")
+        self.response = response
+
+
+def _retry_after_s(response: httpx.Response) -> float | None:
+    """The ``Retry-After`` header in seconds (it is a number or an HTTP date), if any."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 class OpenAICompatModel(ChatModel):
@@ -51,7 +89,12 @@ class OpenAICompatModel(ChatModel):
         api_key: str | None = None,
         timeout_s: float = 120.0,
         concurrency: int = 8,
+        retries: int = 4,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        max_retry_after_s: float = 60.0,
     ) -> None:
+        """Connect to ``base_url`` (see the module docs for retries and timeouts)."""
         self.base_url = base_url.rstrip("/")
         self.name = model
         key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
@@ -61,6 +104,11 @@ class OpenAICompatModel(ChatModel):
             timeout=timeout_s,
         )
         self._concurrency = concurrency
+        self._retries = max(0, retries)
+        self._backoff = tenacity.wait_exponential(
+            multiplier=backoff_s, max=max_backoff_s
+        ) + tenacity.wait_random(0, backoff_s)
+        self._max_retry_after_s = max_retry_after_s
         self.dialect: Dialect = dialect or self._detect_dialect()
         self.supports_grammar = self.dialect == "vllm"
 
@@ -88,8 +136,8 @@ class OpenAICompatModel(ChatModel):
         if urlparse(self.base_url).hostname == "api.openai.com":
             return "openai"
         try:
-            data = self._client.get("/models").json().get("data", [])
-        except (httpx.HTTPError, ValueError):
+            data = self._request("GET", "/models").json().get("data", [])
+        except (GenerationError, ValueError, AttributeError):
             return "llamacpp"
         owners = {str(m.get("owned_by", "")).lower() for m in data if isinstance(m, dict)}
         return "vllm" if "vllm" in owners else "llamacpp"
@@ -160,13 +208,7 @@ class OpenAICompatModel(ChatModel):
         return outputs, prompt_tokens
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        try:
-            resp = self._client.post("/chat/completions", json=body)
-        except httpx.HTTPError as exc:
-            raise GenerationError(
-                f"request to {self.base_url} failed: {exc}",
-                hint="is the server running? (vllm serve MODEL / python -m llama_cpp.server)",
-            ) from exc
+        resp = self._request("POST", "/chat/completions", body)
         if resp.status_code >= 400:
             raise GenerationError(
                 f"{self.base_url} answered {resp.status_code}: {resp.text[:300]}",
@@ -175,6 +217,65 @@ class OpenAICompatModel(ChatModel):
             )
         result: dict[str, Any] = resp.json()
         return result
+
+    def _wait_s(self, state: tenacity.RetryCallState) -> float:
+        """The server's ``Retry-After`` when it sent one (capped), else jittered backoff."""
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, _RetryableStatus):
+            asked = _retry_after_s(error.response)
+            if asked is not None:
+                return min(asked, self._max_retry_after_s)
+        return float(self._backoff(state))
+
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> httpx.Response:
+        """One HTTP request, retried (see the module docs): the first answer worth keeping.
+
+        Raises:
+            GenerationError: every attempt failed to connect, timed out, or got a
+                retryable status; the message has the last error and the attempt count.
+        """
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._retries + 1),
+            wait=self._wait_s,
+            retry=tenacity.retry_if_exception_type((httpx.TransportError, _RetryableStatus)),
+            before_sleep=tenacity.before_sleep_log(_log, logging.WARNING),
+            reraise=True,
+        )
+        try:
+            return retrying(self._attempt, method, path, body)
+        except _RetryableStatus as exc:
+            raise self._gave_up(
+                method,
+                path,
+                retrying,
+                f"answered {exc.response.status_code}: {exc.response.text[:300]}",
+                "the server is overloaded or failing; retry later, or raise retries=",
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise self._gave_up(
+                method,
+                path,
+                retrying,
+                f"failed: {type(exc).__name__}: {exc}",
+                "is the server running and reachable? (vllm serve MODEL / python -m "
+                "llama_cpp.server); timeout_s= and retries= set how long to wait",
+            ) from exc
+
+    def _gave_up(
+        self, method: str, path: str, retrying: tenacity.Retrying, last: str, hint: str
+    ) -> GenerationError:
+        tries = retrying.statistics.get("attempt_number", 1)
+        return GenerationError(
+            f"{method} {self.base_url}{path} {last} (after {tries} attempt(s))", hint=hint
+        )
+
+    def _attempt(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        response = self._client.request(method, path, json=body)
+        if response.status_code in _RETRY_STATUS:
+            raise _RetryableStatus(response)
+        return response
 
     def _generate_batch(
         self,

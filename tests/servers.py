@@ -1,13 +1,17 @@
-"""Local servers the tests start: a free port, and llama-cpp-python's OpenAI server."""
+"""Local servers the tests start: a free port, llama-cpp-python's OpenAI server, and a
+scripted OpenAI-compatible server that fails on purpose (for the clients' retries)."""
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -60,3 +64,75 @@ def llama_server(log_path: Path) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+class FlakyServer:
+    """An OpenAI-compatible HTTP server on 127.0.0.1 whose first requests fail.
+
+    The first ``failures`` chat requests get ``status`` (with ``headers``, after
+    stalling ``stall_s`` seconds); later ones a fixed completion, ``"hello"``.
+    ``failures=None`` never recovers. ``hits`` holds the arrival time
+    (``time.monotonic()``) of every chat request.
+    """
+
+    def __init__(
+        self,
+        failures: int | None,
+        *,
+        status: int = 503,
+        headers: dict[str, str] | None = None,
+        stall_s: float = 0.0,
+    ) -> None:
+        self.failures, self.status, self.headers, self.stall_s = failures, status, headers, stall_s
+        self.hits: list[float] = []
+        self._lock = threading.Lock()
+
+    def answer(self) -> tuple[int, dict[str, str], dict[str, object], float]:
+        """Status, headers, JSON body and stall of the next chat request."""
+        with self._lock:
+            self.hits.append(time.monotonic())
+            n = len(self.hits)
+        if self.failures is None or n <= self.failures:
+            body: dict[str, object] = {"error": {"message": "overloaded", "code": self.status}}
+            return self.status, dict(self.headers or {}), body, self.stall_s
+        ok = {
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 1},
+        }  # fmt: skip
+        return 200, {}, ok, 0.0
+
+
+@contextmanager
+def flaky_server(server: FlakyServer) -> Iterator[str]:
+    """Serve ``server`` on a free port; yields the base URL (``.../v1``)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            status, headers, body, stall = server.answer()
+            time.sleep(stall)
+            data = json.dumps(body).encode()
+            try:
+                self.send_response(status)
+                for key, value in {**headers, "content-type": "application/json"}.items():
+                    self.send_header(key, value)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except OSError:  # the client gave up (timed out) while we stalled
+                pass
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
