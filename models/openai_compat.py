@@ -11,6 +11,10 @@ llamacpp   ``response_format={"type": "json_object",        not supported: error
 openai     ``response_format={"type": "json_schema", ...}`` not supported: error
 ========== =============================================== ===========================
 
+The ``vllm`` fields are those of vLLM >= 0.11 (``structured_outputs`` replaced the
+``guided_*`` fields, removed in 0.12); vLLM and OpenAI get ``max_completion_tokens``,
+which deprecates ``max_tokens``. tests/models/test_vllm_bodies.py pins the bodies.
+
 Spec: ``openai:<base_url>#<model>`` with an optional ``;dialect=<name>`` suffix. Without
 it the dialect is detected from ``GET /models`` (vLLM says ``owned_by: vllm``) and the
 host (api.openai.com), and defaults to ``llamacpp``. The API key comes from
@@ -46,6 +50,11 @@ __all__ = ["Dialect", "OpenAICompatModel"]
 
 Dialect = Literal["vllm", "llamacpp", "openai"]
 _DIALECTS: tuple[Dialect, ...] = ("vllm", "llamacpp", "openai")
+_MAX_TOKENS: dict[Dialect, str] = {  # vLLM and OpenAI deprecate max_tokens for this name
+    "vllm": "max_completion_tokens",
+    "openai": "max_completion_tokens",
+    "llamacpp": "max_tokens",
+}
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _log = logging.getLogger(__name__)
 
@@ -171,7 +180,7 @@ class OpenAICompatModel(ChatModel):
         body: dict[str, Any] = {
             "model": self.name,
             "messages": messages,
-            "max_tokens": sampling.max_tokens,
+            _MAX_TOKENS[self.dialect]: sampling.max_tokens,
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             **self._constraint_params(constraint),

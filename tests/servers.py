@@ -72,7 +72,7 @@ class FlakyServer:
     The first ``failures`` chat requests get ``status`` (with ``headers``, after
     stalling ``stall_s`` seconds); later ones a fixed completion, ``"hello"``.
     ``failures=None`` never recovers. ``hits`` holds the arrival time
-    (``time.monotonic()``) of every chat request.
+    (``time.monotonic()``) of every chat request, ``bodies`` its JSON body.
     """
 
     def __init__(
@@ -85,12 +85,16 @@ class FlakyServer:
     ) -> None:
         self.failures, self.status, self.headers, self.stall_s = failures, status, headers, stall_s
         self.hits: list[float] = []
+        self.bodies: list[dict[str, object]] = []
         self._lock = threading.Lock()
 
-    def answer(self) -> tuple[int, dict[str, str], dict[str, object], float]:
-        """Status, headers, JSON body and stall of the next chat request."""
+    def answer(
+        self, body: dict[str, object]
+    ) -> tuple[int, dict[str, str], dict[str, object], float]:
+        """Status, headers, JSON body and stall of the answer to a chat request."""
         with self._lock:
             self.hits.append(time.monotonic())
+            self.bodies.append(body)
             n = len(self.hits)
         if self.failures is None or n <= self.failures:
             body: dict[str, object] = {"error": {"message": "overloaded", "code": self.status}}
@@ -109,8 +113,8 @@ def flaky_server(server: FlakyServer) -> Iterator[str]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("content-length") or 0))
-            status, headers, body, stall = server.answer()
+            sent = self.rfile.read(int(self.headers.get("content-length") or 0))
+            status, headers, body, stall = server.answer(json.loads(sent or b"{}"))
             time.sleep(stall)
             data = json.dumps(body).encode()
             try:
