@@ -16,6 +16,7 @@ is measured with the same metrics as ``agentctl eval``.
 """
 
 from slmkit.training.config import STAGES, DistillConfig, RlConfig, SftConfig
+from slmkit.training.config_files import config_file, shipped_configs
 from slmkit.training.distill import DistillResult, distill, distill_status
 from slmkit.training.errors import TrainingError
 from slmkit.training.export import export_gguf
@@ -36,10 +37,12 @@ __all__ = [
     "StudentPromptModel",
     "TrainingError",
     "agent_token_loss",
+    "config_file",
     "distill",
     "distill_status",
     "export_gguf",
     "load_student",
     "rl",
     "sft",
+    "shipped_configs",
 ]
