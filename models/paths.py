@@ -69,11 +69,15 @@ def existing_path(
         PathNotFoundError: nothing is there, or it is a folder where a file is needed
             (or the other way round).
     """
+    text = os.fspath(value)
+    if not text.strip():  # Path("") is ".", the current folder: never what was meant
+        raise PathNotFoundError(
+            f"an empty name where a {what} is needed", hint=hint or "give a path"
+        )
     path = Path(value).expanduser()
     found = {"any": path.exists, "file": path.is_file, "folder": path.is_dir}[kind]()
     if found:
         return path
-    text = os.fspath(value)
     shown = text if len(text) <= 80 else text[:77] + "..."
     if path.exists():
         other = "a folder" if path.is_dir() else "not a folder"
@@ -110,10 +114,11 @@ def model_location(target: str | os.PathLike[str]) -> Path | str:
     """
     text = os.fspath(target)
     path = Path(text).expanduser()
-    if path.exists():
+    if text.strip() and path.exists():
         return path
     local = (
-        not isinstance(target, str)
+        not text.strip()
+        or not isinstance(target, str)
         or path.is_absolute()
         or text.startswith(("~", "./", "../", "."))
         or text.lower().endswith(_MODEL_FILES)

@@ -91,6 +91,8 @@ def test_existing_path_takes_str_and_says_what_is_missing(files: Path) -> None:
         existing_path("docs", kind="file")
     with pytest.raises(PathNotFoundError, match="not a folder"):
         existing_path("notes.txt", kind="folder")
+    with pytest.raises(PathNotFoundError, match="empty name"):
+        load_path("")  # not the current folder
 
 
 @pytest.mark.parametrize(
