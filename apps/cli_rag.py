@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from slmkit.apps.flags import ConfigOpt, load_config
-from slmkit.models import DEFAULT_SPEC, SlmkitError
+from slmkit.models import DEFAULT_SPEC, SlmkitError, existing_path
 from slmkit.retrieval import (
     MANIFEST_NAME,
     SUPPORTED_SUFFIXES,
@@ -84,9 +84,8 @@ def _expand(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
     """Files to load (folders walked, hidden entries skipped) and unsupported ones skipped."""
     files: list[Path] = []
     skipped: list[Path] = []
-    for path in paths:
-        if not path.exists():
-            raise RetrievalError(f"no such file or folder: {path}", hint="check the path")
+    for given in paths:
+        path = existing_path(given, what="file or folder to index")
         if path.is_file():
             files.append(path)
             continue

@@ -29,7 +29,7 @@ from slmkit.agents import (
     ToolAgent,
     with_options,
 )
-from slmkit.apps.flags import ConfigOpt, merge_config
+from slmkit.apps.flags import ConfigOpt, merge_config, old_spellings
 from slmkit.models import DEFAULT_SPEC, ChatModel, SlmkitError, load_model
 from slmkit.tools import Tool, ToolCall, calculator, python_tool
 
@@ -42,7 +42,7 @@ console = Console()
 
 def register(app: typer.Typer) -> None:
     """Add the ``run`` command to ``app``."""
-    app.command("run")(run)
+    app.command("run", context_settings=old_spellings(first_thought="--first-thought-prefix"))(run)
 
 
 def build_tools(
@@ -77,7 +77,9 @@ def run(
     tools: Annotated[
         str, typer.Option(help=f"comma-separated tools: {', '.join(TOOL_NAMES)}")
     ] = "calculator",
-    index: Annotated[Path | None, typer.Option(help="index folder for the search tool")] = None,
+    index: Annotated[
+        Path | None, typer.Option("--index", "-i", help="index folder for the search tool")
+    ] = None,
     code: Annotated[
         bool, typer.Option("--code", help="actions are Python code (CodeAgent)")
     ] = False,
@@ -92,7 +94,7 @@ def run(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print the RunResult as JSON")] = False,
     max_steps: Annotated[int | None, typer.Option(min=1, help="actions before stopping")] = None,
-    first_thought: Annotated[
+    first_thought_prefix: Annotated[
         str | None, typer.Option(help="text the first step's thought starts with")
     ] = None,
     approve: Annotated[
@@ -107,10 +109,10 @@ def run(
     flags = {
         "sample_k": sample_k,
         "max_steps": max_steps,
-        "first_thought": first_thought,
+        "first_thought_prefix": first_thought_prefix,
         "checkpoint_path": checkpoint_path,
     }
-    options = merge_config(ctx, config, flags)
+    options = merge_config(ctx, config, flags, rename={"first_thought_prefix": "first_thought"})
     small = load_model(model)
     chat: ChatModel = Router(small, load_model(fallback)) if fallback else small
     names = [n.strip() for n in tools.split(",") if n.strip()]

@@ -4,11 +4,11 @@ Thin commands over :mod:`slmkit.simulators`: flags fill the same pydantic config
 Python API takes (``--config x.yaml`` fills them from a file; a flag given on the command
 line wins over the file), the library runs, rich renders the result::
 
-    agentctl collect --env math --agent tool --model llamacpp:smollm2 --n 50 --out runs.jsonl
+    agentctl collect --env math --agent tool --model llamacpp:smollm2 --limit 50 --out runs.jsonl
     agentctl eval --env bfcl --limit 20 --out eval.jsonl
     agentctl eval compare eval_a.summary.json eval_b.summary.json
     agentctl simulate fidelity --env tau2-retail --limit 3
-    agentctl simulate amplify --tools tools.json --seeds seeds.jsonl --n 1000 --out trajs.jsonl
+    agentctl simulate amplify --tools tools.json --seeds seeds.jsonl --count 1000 --out trajs.jsonl
 
 ``--env-opt``/``--agent-opt``/``--model-opt KEY=VALUE`` pass environment, agent
 (:class:`~slmkit.agents.AgentConfig`) and backend options; VALUE is read as JSON when it
@@ -31,6 +31,7 @@ from slmkit.apps.flags import (
     KvOpt,
     load_config,
     merge_config,
+    old_spellings,
     parse_kv,
     validate_config,
 )
@@ -77,13 +78,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(simulate_app, name="simulate")
     app.add_typer(eval_app, name="eval", invoke_without_command=True)
 
-    @app.command("collect")
+    @app.command("collect", context_settings=old_spellings(n="--limit"))
     def collect_cmd(
         ctx: typer.Context,
         env: EnvOpt = "math",
         agent: AgentOpt = "tool",
         model: ModelOpt = DEFAULT_SPEC,
-        n: Annotated[int | None, typer.Option(help="the first N tasks of the split")] = None,
+        limit: Annotated[int | None, typer.Option(help="the first N tasks of the split")] = None,
         split: Annotated[str, typer.Option(help="task split")] = "train",
         samples: Annotated[
             int, typer.Option(min=1, help="attempts per task (rejection sampling)")
@@ -105,9 +106,9 @@ def register(app: typer.Typer) -> None:
         price_completion: Annotated[
             float, typer.Option(help="price per 1M completion tokens")
         ] = 0.0,
-        out: Annotated[Path, typer.Option(help="output JSONL (resumed if it exists)")] = Path(
-            "runs.jsonl"
-        ),
+        out: Annotated[
+            Path, typer.Option("--out", "-o", help="output JSONL (resumed if it exists)")
+        ] = Path("runs.jsonl"),
         env_opt: KvOpt = None,
         agent_opt: KvOpt = None,
         model_opt: KvOpt = None,
@@ -117,7 +118,7 @@ def register(app: typer.Typer) -> None:
         from slmkit.simulators import CollectConfig, collect
 
         fields = {
-            "env": env, "agent": agent, "model": model, "n": n, "split": split,
+            "env": env, "agent": agent, "model": model, "limit": limit, "split": split,
             "samples": samples, "sample_temperature": sample_temperature,
             "first_thought_prefix": first_thought_prefix, "keep": keep,
             "drop_parse_errors": drop_parse_errors, "drop_max_steps": drop_max_steps,
@@ -126,7 +127,8 @@ def register(app: typer.Typer) -> None:
             "env_opt": _env_options(env, model, env_opt, agent),
             "agent_opt": parse_kv(agent_opt), "model_opt": parse_kv(model_opt),
         }  # fmt: skip
-        cfg = load_config(CollectConfig, ctx, config, fields, command="collect", rename=_OPTS)
+        rename = {**_OPTS, "limit": "n"}
+        cfg = load_config(CollectConfig, ctx, config, fields, command="collect", rename=rename)
         summary = collect(cfg)
         rows = summary.model_dump()
         who = cfg.agent if cfg.agent == "gold" else f"{cfg.agent}, {cfg.model}"
@@ -147,7 +149,7 @@ def register(app: typer.Typer) -> None:
         ] = 0.0,
         chart: Annotated[bool, typer.Option(help="write a PNG chart")] = True,
         out: Annotated[
-            Path, typer.Option(help="results JSONL (summary, .md, .png beside it)")
+            Path, typer.Option("--out", "-o", help="results JSONL (summary, .md, .png beside it)")
         ] = Path("eval.jsonl"),
         env_opt: KvOpt = None,
         agent_opt: KvOpt = None,
@@ -192,7 +194,10 @@ def register(app: typer.Typer) -> None:
 
         console.print(Markdown(compare_markdown(load_report(a), load_report(b), (a.stem, b.stem))))
 
-    @simulate_app.command("fidelity")
+    @simulate_app.command(
+        "fidelity",
+        context_settings=old_spellings(max_output_tokens="--max-tokens", json="--json-out"),
+    )
     def fidelity_cmd(
         env: EnvOpt = "tau2-retail",
         model: ModelOpt = DEFAULT_SPEC,
@@ -203,13 +208,11 @@ def register(app: typer.Typer) -> None:
         max_calls: Annotated[int | None, typer.Option(help="calls per task at most")] = None,
         rereads: Annotated[int, typer.Option(help="reads repeated per task (consistency)")] = 1,
         allow_errors: Annotated[bool, typer.Option(help="let the simulator answer errors")] = True,
-        max_output_tokens: Annotated[
-            int, typer.Option(help="budget of one simulated output")
-        ] = 384,
-        out: Annotated[Path | None, typer.Option(help="write the Markdown report here")] = None,
-        json_out: Annotated[
-            Path | None, typer.Option("--json", help="write the JSON report here")
+        max_tokens: Annotated[int, typer.Option(help="budget of one simulated output")] = 384,
+        out: Annotated[
+            Path | None, typer.Option("--out", "-o", help="write the Markdown report here")
         ] = None,
+        json_out: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
         env_opt: KvOpt = None,
     ) -> None:
         """Replay real calls against the real tools and the simulator; report agreement."""
@@ -222,7 +225,7 @@ def register(app: typer.Typer) -> None:
 
         real = load_env(env, split=split, **parse_kv(env_opt))
         sim = SimulatedEnvironment.from_environment(
-            real, model=model, allow_errors=allow_errors, max_output_tokens=max_output_tokens
+            real, model=model, allow_errors=allow_errors, max_output_tokens=max_tokens
         )
         tasks = real.tasks(split, limit=limit).take(limit)
         with err.status("replaying calls...") as status:
@@ -242,15 +245,15 @@ def register(app: typer.Typer) -> None:
         if json_out is not None:
             json_out.write_text(report.model_dump_json(indent=2), encoding="utf-8")
 
-    @simulate_app.command("amplify")
+    @simulate_app.command("amplify", context_settings=old_spellings(n="--count"))
     def amplify_cmd(
         ctx: typer.Context,
         tools: Annotated[Path, typer.Option(help="tools JSON file")],
         seeds: Annotated[Path, typer.Option(help="seed trajectories JSONL")],
-        n: Annotated[int, typer.Option(min=1, help="trajectories to generate")] = 100,
-        out: Annotated[Path, typer.Option(help="output JSONL (resumed if it exists)")] = Path(
-            "amplified.jsonl"
-        ),
+        count: Annotated[int, typer.Option(min=1, help="trajectories to generate")] = 100,
+        out: Annotated[
+            Path, typer.Option("--out", "-o", help="output JSONL (resumed if it exists)")
+        ] = Path("amplified.jsonl"),
         model: ModelOpt = DEFAULT_SPEC,
         domain: Annotated[str, typer.Option(help="domain text or a file with it")] = "",
         max_steps: Annotated[
@@ -269,11 +272,13 @@ def register(app: typer.Typer) -> None:
         from slmkit.simulators import AmplifyConfig, amplify
 
         fields = {
-            "tools": tools, "seeds": seeds, "n": n, "out": out, "model": model,
+            "tools": tools, "seeds": seeds, "count": count, "out": out, "model": model,
             "domain": domain, "max_steps": max_steps, "temperature": temperature,
             "seed": seed, "max_tokens": max_tokens, "batch": batch,
         }  # fmt: skip
-        cfg = load_config(AmplifyConfig, ctx, config, fields, command="simulate amplify")
+        cfg = load_config(
+            AmplifyConfig, ctx, config, fields, command="simulate amplify", rename={"count": "n"}
+        )
         teacher = None
         if backend == "ray":
             from slmkit.simulators import RayDataModel
@@ -288,7 +293,9 @@ def register(app: typer.Typer) -> None:
     @simulate_app.command("tools")
     def tools_cmd(
         env: EnvOpt = "tau2-retail",
-        out: Annotated[Path, typer.Option(help="tools JSON file to write")] = Path("tools.json"),
+        out: Annotated[Path, typer.Option("--out", "-o", help="tools JSON file to write")] = Path(
+            "tools.json"
+        ),
         env_opt: KvOpt = None,
     ) -> None:
         """Export an environment's tool schemas (with output schemas) for simulation."""

@@ -6,7 +6,7 @@ given on the command line wins), the library runs the stages, rich shows progres
 
     agentctl distill                                   # the laptop default, ~15 min on 2 cores
     agentctl distill --teacher openai:http://gpu:8000/v1#Qwen2.5-7B-Instruct --samples 1 \\
-        --student ~/models/Qwen2.5-0.5B-Instruct --train-n 500 --eval-n 200
+        --student ~/models/Qwen2.5-0.5B-Instruct --train-limit 500 --eval-limit 200
     agentctl distill --run-dir runs/distill-20250101-120000        # resume
     agentctl distill --run-dir runs/distill-... --from sft         # redo sft, eval, report
     agentctl distill status runs/distill-...
@@ -33,6 +33,7 @@ from slmkit.apps.flags import (
     KvOpt,
     load_config,
     merge_config,
+    old_spellings,
     parse_kv,
     validate_config,
 )
@@ -107,8 +108,20 @@ def register(app: typer.Typer) -> None:
     """Add ``distill`` (with ``distill status RUN``) and ``rl`` (with ``rl status RUN``)."""
     distill_app = typer.Typer(help="Distill a teacher agent into a small student agent.")
     rl_app = typer.Typer(help="GRPO with TRL over an slmkit environment.")
-    app.add_typer(distill_app, name="distill", invoke_without_command=True)
-    app.add_typer(rl_app, name="rl", invoke_without_command=True)
+    app.add_typer(
+        distill_app,
+        name="distill",
+        invoke_without_command=True,
+        context_settings=old_spellings(train_n="--train-limit", eval_n="--eval-limit"),
+    )
+    app.add_typer(
+        rl_app,
+        name="rl",
+        invoke_without_command=True,
+        context_settings=old_spellings(
+            n="--limit", eval_n="--eval-limit", max_completion_length="--max-tokens"
+        ),
+    )
 
     @distill_app.callback(invoke_without_command=True)
     def distill_cmd(
@@ -121,14 +134,14 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option(help="training environment (repeatable)")
         ] = None,
         train_split: Annotated[str, typer.Option(help="split collected on")] = "train",
-        train_n: Annotated[int | None, typer.Option(help="tasks per training environment")] = _D[
-            "train_n"
-        ],
+        train_limit: Annotated[
+            int | None, typer.Option(help="the first N tasks of each training environment")
+        ] = _D["train_n"],
         eval_env: Annotated[str, typer.Option(help="held-out environment")] = _D["eval_env"],
         eval_split: Annotated[str, typer.Option(help="held-out split")] = "test",
-        eval_n: Annotated[int | None, typer.Option(help="held-out tasks (None: all)")] = _D[
-            "eval_n"
-        ],
+        eval_limit: Annotated[
+            int | None, typer.Option(help="the first N held-out tasks (None: all)")
+        ] = _D["eval_n"],
         teacher: Annotated[str, typer.Option(help="teacher model spec")] = _D["teacher"],
         teacher_agent: Annotated[str, typer.Option(help="tool | gold")] = "tool",
         samples: Annotated[int, typer.Option(min=1, help="teacher attempts per task")] = _D[
@@ -172,8 +185,8 @@ def register(app: typer.Typer) -> None:
         fields: dict[str, Any] = {
             "run_dir": run_dir, "runs_root": runs_root,
             "train_env": train_env or list(_D["train_envs"]),
-            "train_split": train_split, "train_n": train_n, "eval_env": eval_env,
-            "eval_split": eval_split, "eval_n": eval_n, "teacher": teacher,
+            "train_split": train_split, "train_limit": train_limit, "eval_env": eval_env,
+            "eval_split": eval_split, "eval_limit": eval_limit, "teacher": teacher,
             "teacher_agent": teacher_agent, "samples": samples,
             "sample_temperature": sample_temperature,
             "first_thought_prefix": first_thought_prefix, "student": student,
@@ -183,8 +196,9 @@ def register(app: typer.Typer) -> None:
             "progress": progress, "agent_opt": parse_kv(agent_opt),
             "env_opt": parse_kv(env_opt), "teacher_opt": parse_kv(teacher_opt),
         }  # fmt: skip
-        rename = {"train_env": "train_envs", "agent_opt": "agent_options",
-                  "env_opt": "env_options", "teacher_opt": "teacher_options"}  # fmt: skip
+        rename = {"train_env": "train_envs", "train_limit": "train_n", "eval_limit": "eval_n",
+                  "agent_opt": "agent_options", "env_opt": "env_options",
+                  "teacher_opt": "teacher_options"}  # fmt: skip
         merged = merge_config(ctx, config, fields, rename)
         sft_fields = {"method": method, "epochs": epochs, "learning_rate": lr,
                       "lora_r": lora_r, "max_steps": sft_max_steps}  # fmt: skip
@@ -220,7 +234,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         runs_root: Annotated[Path, typer.Option(help="where new run folders go")] = Path("runs"),
         split: Annotated[str, typer.Option(help="training split")] = "train",
-        n: Annotated[int | None, typer.Option(help="training tasks")] = _R["n"],
+        limit: Annotated[int | None, typer.Option(help="the first N training tasks")] = _R["n"],
         rollout: Annotated[str, typer.Option(help="agent | trl")] = "agent",
         num_generations: Annotated[int, typer.Option(min=2, help="rollouts per task")] = _R[
             "num_generations"
@@ -230,12 +244,14 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float | None, typer.Option(help="learning rate")] = None,
         beta: Annotated[float, typer.Option(help="KL coefficient")] = 0.04,
         temperature: Annotated[float, typer.Option(help="rollout temperature")] = 1.0,
-        max_completion_length: Annotated[int, typer.Option(help="completion tokens")] = 256,
+        max_tokens: Annotated[int, typer.Option(help="tokens of one rollout's completion")] = 256,
         method: Annotated[str, typer.Option(help="lora | full")] = "lora",
         use_vllm: Annotated[
             bool | None, typer.Option(help="colocated vLLM generation (default: on GPU)")
         ] = None,
-        eval_n: Annotated[int, typer.Option(help="held-out tasks before/after (0: skip)")] = 0,
+        eval_limit: Annotated[
+            int, typer.Option(help="the first N held-out tasks, before and after (0: skip)")
+        ] = 0,
         seed: Annotated[int, typer.Option(help="seed")] = 0,
         progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
         start: FromOpt = None,
@@ -252,14 +268,17 @@ def register(app: typer.Typer) -> None:
 
         fields: dict[str, Any] = {
             "env": env, "model": model, "run_dir": run_dir, "runs_root": runs_root,
-            "split": split, "n": n, "rollout": rollout, "num_generations": num_generations,
+            "split": split, "limit": limit, "rollout": rollout,
+            "num_generations": num_generations,
             "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
             "beta": beta, "temperature": temperature,
-            "max_completion_length": max_completion_length, "method": method,
-            "use_vllm": use_vllm, "eval_n": eval_n, "seed": seed, "progress": progress,
+            "max_tokens": max_tokens, "method": method,
+            "use_vllm": use_vllm, "eval_limit": eval_limit, "seed": seed, "progress": progress,
             "agent_opt": parse_kv(agent_opt), "env_opt": parse_kv(env_opt),
         }  # fmt: skip
-        rename = {"lr": "learning_rate", "agent_opt": "agent_options", "env_opt": "env_options"}
+        rename = {"lr": "learning_rate", "limit": "n", "eval_limit": "eval_n",
+                  "max_tokens": "max_completion_length", "agent_opt": "agent_options",
+                  "env_opt": "env_options"}  # fmt: skip
         cfg = load_config(RlConfig, ctx, config, fields, command="rl", rename=rename)
         result = rl(cfg, start=start, until=until, force=force, announce=_announce)
         console.print(f"run: [bold]{result.run_dir}[/]  policy: [bold]{result.policy}[/]")

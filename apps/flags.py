@@ -8,6 +8,11 @@ fields of its config class; its flags override the file. One rule for all of the
   when the default is a value (a ``None`` default leaves the config class's own default);
 * a flag named unlike its field (``--train-env`` -> ``train_envs``) says so in ``rename``.
 
+``--config`` takes a path or the name of a config shipped with slmkit (``--config
+distill``; a path that exists wins). Flags use one vocabulary across commands
+(``--limit`` is always "the first N tasks", tests/apps/test_cli_vocabulary.py holds it);
+a renamed flag's old spelling is kept by :func:`old_spellings` as a hidden alias.
+
 The merged values are validated by the config class; a bad value is a
 :class:`~slmkit.models.SlmkitError` naming the field, not a pydantic traceback.
 """
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -25,12 +31,25 @@ from pydantic import BaseModel, ValidationError
 
 from slmkit.models import SlmkitError
 
-__all__ = ["ConfigOpt", "KvOpt", "load_config", "merge_config", "parse_kv", "validate_config"]
+__all__ = [
+    "ConfigOpt",
+    "KvOpt",
+    "OldSpellings",
+    "load_config",
+    "merge_config",
+    "old_spellings",
+    "parse_kv",
+    "validate_config",
+]
 
 Cfg = TypeVar("Cfg", bound=BaseModel)
 
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="YAML file with any of the command's options")
+    Path | None,
+    typer.Option(
+        "--config",
+        help="YAML file with any of the command's options, or a shipped config's name",
+    ),
 ]
 KvOpt = Annotated[
     list[str] | None, typer.Option(help="KEY=VALUE (repeatable; VALUE as JSON if it parses)")
@@ -53,7 +72,30 @@ def parse_kv(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class OldSpellings:
+    """click's ``token_normalize_func``: an old option name becomes its new one.
+
+    Only the new name is declared (and shown in ``--help``); the old one still parses.
+    click hands over names without their dashes (``n`` for ``--n``).
+    """
+
+    aliases: Mapping[str, str] = field(default_factory=dict)
+
+    def __call__(self, token: str) -> str:
+        return self.aliases.get(token, token)
+
+
+def old_spellings(**aliases: str) -> dict[str, Any]:
+    """Context settings keeping old flag names as hidden aliases: ``n="--limit"``."""
+    table = {old.replace("_", "-"): new.removeprefix("--") for old, new in aliases.items()}
+    return {"token_normalize_func": OldSpellings(table)}
+
+
 def _read_yaml(config: Path) -> dict[str, Any]:
+    from slmkit.training import config_file  # a shipped config's name, or a path
+
+    config = config_file(config)
     try:
         loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:

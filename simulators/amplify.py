@@ -10,7 +10,7 @@ tool, with valid arguments, and its simulated output has the right shape. Sampli
 
 Every generated trajectory is validated (:mod:`slmkit.simulators.validate`); what can be
 repaired safely is repaired, the rest dropped, and the reasons counted. Output is an
-append-only JSONL with a ledger (like collection), so ``--n 1000`` can be resumed.
+append-only JSONL with a ledger (like collection), so ``--count 1000`` can be resumed.
 """
 
 from __future__ import annotations

@@ -307,7 +307,7 @@ def collect(
         if config.n is None and getattr(catalog, "unbounded", False):
             raise SimulationError(
                 f"{config.env} generates tasks without end; say how many",
-                hint="pass n (--n N)",
+                hint="pass n (on the command line: --limit N)",
             )
         tasks = list(catalog.tasks(config.split, limit=config.n))
         ids = [str(t["id"]) for t in tasks]

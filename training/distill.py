@@ -126,7 +126,7 @@ class _Pipeline:
         if not result.kept:
             raise TrainingError(
                 f"no teacher trajectory passed the filter ({dict(result.dropped)})",
-                hint="give the teacher more attempts (--samples), more tasks (--train-n), "
+                hint="give the teacher more attempts (--samples), more tasks (--train-limit), "
                 "or a stronger teacher (--teacher)",
             )
         out = folder / "train.jsonl"

@@ -63,7 +63,9 @@ def _dataset(cfg: RlConfig) -> tuple[list[dict[str, Any]], dict[str, dict[str, A
     env = load_env(cfg.env, split=cfg.split, **cfg.env_options)
     try:
         if env.unbounded and cfg.n is None:
-            raise TrainingError(f"{cfg.env} generates tasks without end", hint="pass --n N")
+            raise TrainingError(
+                f"{cfg.env} generates tasks without end", hint="pass --limit N (RlConfig.n)"
+            )
         rows, tasks = [], {}
         for task in env.tasks(cfg.split, limit=cfg.n):
             prompt = [{"role": "user", "content": env.prompt_text(env.reset(task))}]

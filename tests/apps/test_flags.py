@@ -70,3 +70,21 @@ def test_bad_input_is_an_error_with_a_hint(tmp_path: Path) -> None:
         _run(tmp_path, "- a\n- b\n")
     with pytest.raises(SlmkitError, match="expected KEY=VALUE"):
         _run(tmp_path, None, "--opt", "novalue")
+
+
+def test_config_takes_a_shipped_configs_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--config distill`` is the config shipped in the package; a path of yours wins."""
+    from slmkit.apps.flags import merge_config
+    from slmkit.models import PathNotFoundError
+    from slmkit.training import DistillConfig
+
+    monkeypatch.chdir(tmp_path)
+    ctx: Any = None  # no flags to weigh: only the file is read
+    shipped = merge_config(ctx, Path("distill"), {})
+    assert DistillConfig.model_validate(shipped) == DistillConfig()
+    Path("distill").write_text("train_n: 3\n", encoding="utf-8")
+    assert merge_config(ctx, Path("distill"), {}) == {"train_n": 3}
+    with pytest.raises(PathNotFoundError, match="no shipped config"):
+        merge_config(ctx, Path("distil"), {})

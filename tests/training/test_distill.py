@@ -115,7 +115,7 @@ def test_the_cli_keeps_distills_own_sft_defaults(tmp_path: Path) -> None:
     register(app)
     for extra, epochs in (([], 2.0), (["--epochs", "1"], 1.0)):
         run = tmp_path / f"run{len(extra)}"
-        args = ["distill", "--run-dir", str(run), "--teacher-agent", "gold", "--train-n", "1"]
+        args = ["distill", "--run-dir", str(run), "--teacher-agent", "gold", "--train-limit", "1"]
         out = CliRunner().invoke(app, [*args, "--until", "filter", "--no-progress", *extra])
         assert out.exit_code == 0, out.output
         sft_cfg = json.loads((run / "config.json").read_text())["sft"]
