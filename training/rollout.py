@@ -88,7 +88,8 @@ class AgentRollout:
         if self._model is not None:
             return self._model
         if getattr(trainer, "use_vllm", False):
-            self._model = _ColocatedVllm(trainer.vllm_generation.llm, "policy")
+            # The engine TRL already runs: no second copy of the weights.
+            self._model = VllmModel("policy", llm=trainer.vllm_generation.llm)
         else:
             from slmkit.models import TransformersModel
 
@@ -194,12 +195,3 @@ class AgentRollout:
 
     def close(self) -> None:
         self.env.close()
-
-
-class _ColocatedVllm(VllmModel):
-    """slmkit's vLLM backend over the engine TRL already runs (no second copy of the weights)."""
-
-    def __init__(self, llm: Any, name: str) -> None:
-        # Not super().__init__: that would start another engine.
-        self.name = name
-        self._llm = llm
