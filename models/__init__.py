@@ -31,7 +31,7 @@ from slmkit.models.errors import (
     SlmkitError,
 )
 from slmkit.models.hf import TransformersModel, convert_embedded
-from slmkit.models.loader import BACKENDS, DEFAULT_SPEC, load_model, parse_spec
+from slmkit.models.loader import BACKENDS, DEFAULT_SPEC, batching_options, load_model, parse_spec
 from slmkit.models.paths import cache_dir
 from slmkit.models.pkgdata import fetch_package
 from slmkit.models.prompts import load_prompt, render_prompt, render_template
@@ -67,6 +67,7 @@ __all__ = [
     "Usage",
     "VllmModel",
     "WrappedModel",
+    "batching_options",
     "cache_dir",
     "convert_embedded",
     "decode_arguments",
