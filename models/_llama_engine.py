@@ -3,8 +3,10 @@
 One llama.cpp context holds ``parallel`` sequences (each with its own KV cache of
 ``n_ctx`` tokens, llama.cpp's non-unified layout, so a row's attention sees exactly what
 it would see alone). One engine thread owns the context; callers queue prepared rows
-(:class:`PreparedRow`: prompt tokens, compiled grammar, sampling) on its
-:class:`~slmkit.models.batching.RowQueue` and wait. Every step the engine::
+(:class:`PreparedRow`: prompt tokens, grammar gates, sampling) on a
+:class:`~slmkit.models.batching.RowQueue` and wait. Several engines (contexts over the
+same weights) may serve one queue: each takes rows into its own free slots. Every step
+an engine::
 
     take queued rows into free slots   (the slot whose cached tokens share the longest
                                         prefix with the prompt: an agent's growing
@@ -31,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from slmkit.models.base import Generation, RawOutput, RowResult, Sampling
+from slmkit.models.base import Generation, RawOutput, Sampling
 from slmkit.models.batching import RowQueue, Ticket
 from slmkit.models.errors import BackendUnavailableError, GenerationError
 from slmkit.models.guidance import TokenGate, closing_reserve
@@ -94,6 +96,7 @@ class LlamaEngine:
     def __init__(
         self,
         llm: Any,
+        queue: RowQueue[PreparedRow],
         *,
         parallel: int,
         n_ctx: int,
@@ -131,19 +134,14 @@ class LlamaEngine:
         self._n_vocab = int(llm.n_vocab())
         self._slots = [_Slot(seq) for seq in range(parallel)]
         self._waiting: list[_Sample] = []
-        self._queue: RowQueue[PreparedRow] = RowQueue()
+        self._queue = queue
         self._thread = threading.Thread(target=self._loop, name=f"llama-{name}", daemon=True)
         self._thread.start()
 
-    def run(self, rows: list[PreparedRow]) -> list[RowResult]:
-        """Decode ``rows`` (with whatever other threads submit meanwhile); wait for them."""
-        return self._queue.run(rows)
-
     def close(self) -> None:
-        """Stop the engine thread (failing queued rows) and free the context."""
+        """Wait for the engine thread (its queue must be closed first); free the context."""
         if self._ctx is None:
             return
-        self._queue.close("the model was closed")
         self._thread.join(timeout=120)
         self._lib.llama_batch_free(self._batch)
         self._lib.llama_free(self._ctx)

@@ -15,6 +15,7 @@ from typing import Any
 
 from slmkit.models._llama_engine import LlamaEngine, PreparedRow
 from slmkit.models.base import ChatModel, Message, Request, RowResult
+from slmkit.models.batching import RowQueue
 from slmkit.models.chat_format import render_template
 from slmkit.models.errors import BackendUnavailableError, GenerationError, ModelNotFoundError
 from slmkit.models.guidance import GrammarCache, TokenGate, closing_bias
@@ -64,6 +65,10 @@ class LlamaCppModel(ChatModel):
         n_threads: threads of a decoding step (default: :func:`decode_threads`).
         parallel: sequences decoded together (concurrent calls); each holds a KV cache
             of ``n_ctx`` tokens.
+        contexts: llama.cpp contexts the sequences are spread over, each stepped by its
+            own thread (default: as many as the CPUs hold ``n_threads`` threads, at most
+            ``parallel``). Separate contexts use the cores they get without llama.cpp's
+            threads spin-waiting on each other, which stalls them on a busy machine.
         seed: the seed of calls that give none.
     """
 
@@ -79,6 +84,7 @@ class LlamaCppModel(ChatModel):
         n_ctx: int | None = None,
         n_threads: int | None = None,
         parallel: int = 1,
+        contexts: int | None = None,
         seed: int = 0,
     ) -> None:
         try:
@@ -100,7 +106,6 @@ class LlamaCppModel(ChatModel):
             )
         self.path = path
         self.name = name or path.stem
-        self.parallel = parallel
         self._seed = seed
         try:
             # The weights and the tokenizer; decoding runs in the engine's own context,
@@ -121,19 +126,29 @@ class LlamaCppModel(ChatModel):
         self._bos_text = self._piece(self._llm.token_bos())
         self._eos_text = self._piece(int(self._llm.token_eos()))
         self._grammars = GrammarCache(self._lltok)
-        self._engine = LlamaEngine(
-            self._llm,
-            parallel=parallel,
-            n_ctx=n_ctx or default_context(path),
-            threads=n_threads or decode_threads(),  # see slmkit.models.threads
-            batch_threads=n_threads or cpu_count(),
-            name=self.name,
-        )
+        threads = n_threads or decode_threads()  # see slmkit.models.threads
+        contexts = contexts or min(parallel, max(1, cpu_count() // threads))
+        per_context = -(-parallel // contexts)
+        self.parallel = per_context * contexts
+        self._queue: RowQueue[PreparedRow] = RowQueue()
+        self._engines = [
+            LlamaEngine(
+                self._llm,
+                self._queue,
+                parallel=per_context,
+                n_ctx=n_ctx or default_context(path),
+                threads=threads,
+                # a prompt chunk uses every CPU when it has the model to itself
+                batch_threads=n_threads or (cpu_count() if contexts == 1 else threads),
+                name=f"{self.name}-{i}",
+            )
+            for i in range(contexts)
+        ]
 
     @property
     def n_ctx(self) -> int:
         """Tokens one sequence holds: prompt and output together."""
-        return self._engine.n_ctx
+        return self._engines[0].n_ctx
 
     def _piece(self, token: int) -> str:
         if token < 0:
@@ -160,7 +175,7 @@ class LlamaCppModel(ChatModel):
             except Exception as exc:  # this row fails alone (over the context, bad grammar)
                 prepared.append(exc)
         rows = [p for p in prepared if isinstance(p, PreparedRow)]
-        answers = iter(self._engine.run(rows))
+        answers = iter(self._queue.run(rows))
         return [p if isinstance(p, Exception) else next(answers) for p in prepared]
 
     def _prepare(self, req: Request) -> PreparedRow:
@@ -187,8 +202,10 @@ class LlamaCppModel(ChatModel):
         return PreparedRow(prompt=prompt, sampling=req.sampling, seed=seed, gates=gates)
 
     def close(self) -> None:
-        engine = getattr(self, "_engine", None)
-        if engine is not None:
+        queue = getattr(self, "_queue", None)
+        if queue is not None:
+            queue.close("the model was closed")
+        for engine in getattr(self, "_engines", []):
             engine.close()
         llm = getattr(self, "_llm", None)
         if llm is not None:

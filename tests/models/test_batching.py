@@ -43,9 +43,12 @@ ASKS = [
 
 
 @pytest.fixture(scope="module")
-def parallel() -> Iterator[ChatModel]:
-    """The embedded model with three sequences decoded together, and a small context."""
-    model = LlamaCppModel(embedded_gguf(), name="smollm2", parallel=3, n_ctx=512)
+def parallel() -> Iterator[LlamaCppModel]:
+    """The embedded model with four sequences over two contexts, and a small context.
+
+    Rows then share a decoding step (two per context) and run in separate contexts.
+    """
+    model = LlamaCppModel(embedded_gguf(), name="smollm2", parallel=4, contexts=2, n_ctx=512)
     yield model
     model.close()
 
@@ -64,8 +67,9 @@ def _texts(results: list[Completion | Exception]) -> list[str]:
     return [r.text for r in results if isinstance(r, Completion)]
 
 
-def test_rows_answer_alike_batched_concurrent_and_alone(parallel: ChatModel) -> None:
+def test_rows_answer_alike_batched_concurrent_and_alone(parallel: LlamaCppModel) -> None:
     """Greedy rows are identical batched and alone; a sampled row depends on its seed only."""
+    assert parallel.parallel == 4
     rows = _mixed(parallel)
     alone = [_texts(parallel.chat_requests([r]))[0] for r in rows]
     batched = _texts(parallel.chat_requests(rows))

@@ -142,23 +142,23 @@ def test_collect_on_ray_writes_the_same_files_and_resumes(tmp_path: Path, local_
     assert len(ids) == len(set(ids)) == 6 and sorted(_ledger_ids(out)) == sorted(ids)
 
 
-def test_eval_on_ray_with_the_embedded_model(tmp_path: Path) -> None:
+def test_eval_on_ray_with_the_embedded_model(tmp_path: Path, local_ray: None) -> None:
     """``agentctl eval --backend ray``: the model loads in the replica, episodes run there."""
-    pytest.importorskip("ray")
     out = tmp_path / "eval.jsonl"
-    agentctl = Path(sys.executable).with_name("agentctl")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "200"}
-    args = "eval --env bfcl:simple --limit 2 --workers 2 --backend ray --agent-opt max_tokens=48"
-    proc = subprocess.run(
-        [str(agentctl), *args.split(), "--no-chart", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
+    report = evaluate(
+        EvalConfig(
+            env="bfcl:simple",
+            limit=2,
+            workers=2,
+            backend="ray",
+            agent_options=TOOL,
+            out=out,
+            chart=False,
+            progress=False,
+        )
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "calls/s" in proc.stdout
+    assert report.tasks == 2 and report.schema_valid_rate == 1.0
+    assert report.calls_per_s and report.workers == 2
     summary = json.loads(out.with_suffix(".summary.json").read_text())
-    assert summary["tasks"] == 2 and summary["schema_valid_rate"] == 1.0
-    assert summary["calls_per_s"] > 0 and summary["workers"] == 2
-    assert len(_ids(out)) == 2
+    assert summary["calls_per_s"] == report.calls_per_s
+    assert len(_ids(out)) == 2 and len(_ledger_ids(out)) == 2
