@@ -47,6 +47,13 @@ EnvOpt = Annotated[
 ]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="model spec, e.g. llamacpp:smollm2")]
 AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="tool | code | rag | gold")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(help="concurrent episodes, their model calls decoded together (per replica)"),
+]
+BackendOpt = Annotated[str, typer.Option(help="local (threads) | ray (Ray Data over replicas)")]
+ReplicasOpt = Annotated[int, typer.Option(min=1, help="ray backend: model replicas")]
+ReplicaGpusOpt = Annotated[float, typer.Option(help="ray backend: GPUs per replica")]
 
 
 _OPTS = {"env_opt": "env_options", "agent_opt": "agent_options", "model_opt": "model_options"}
@@ -101,7 +108,10 @@ def register(app: typer.Typer) -> None:
         ] = True,
         drop_max_steps: Annotated[bool, typer.Option(help="drop runs cut off by max_steps")] = True,
         retry_errors: Annotated[bool, typer.Option(help="run tasks that raised again")] = False,
-        workers: Annotated[int | None, typer.Option(help="concurrent episodes")] = None,
+        workers: WorkersOpt = None,
+        backend: BackendOpt = "local",
+        replicas: ReplicasOpt = 1,
+        replica_gpus: ReplicaGpusOpt = 0.0,
         price_prompt: Annotated[float, typer.Option(help="price per 1M prompt tokens")] = 0.0,
         price_completion: Annotated[
             float, typer.Option(help="price per 1M completion tokens")
@@ -122,7 +132,8 @@ def register(app: typer.Typer) -> None:
             "samples": samples, "sample_temperature": sample_temperature,
             "first_thought_prefix": first_thought_prefix, "keep": keep,
             "drop_parse_errors": drop_parse_errors, "drop_max_steps": drop_max_steps,
-            "retry_errors": retry_errors, "workers": workers, "price_prompt": price_prompt,
+            "retry_errors": retry_errors, "workers": workers, "backend": backend,
+            "replicas": replicas, "replica_gpus": replica_gpus, "price_prompt": price_prompt,
             "price_completion": price_completion, "out": out,
             "env_opt": _env_options(env, model, env_opt, agent),
             "agent_opt": parse_kv(agent_opt), "model_opt": parse_kv(model_opt),
@@ -142,7 +153,10 @@ def register(app: typer.Typer) -> None:
         model: ModelOpt = DEFAULT_SPEC,
         split: Annotated[str, typer.Option(help="task split")] = "test",
         limit: Annotated[int | None, typer.Option(help="the first N tasks")] = None,
-        workers: Annotated[int | None, typer.Option(help="concurrent episodes")] = None,
+        workers: WorkersOpt = None,
+        backend: BackendOpt = "local",
+        replicas: ReplicasOpt = 1,
+        replica_gpus: ReplicaGpusOpt = 0.0,
         price_prompt: Annotated[float, typer.Option(help="price per 1M prompt tokens")] = 0.0,
         price_completion: Annotated[
             float, typer.Option(help="price per 1M completion tokens")
@@ -163,7 +177,8 @@ def register(app: typer.Typer) -> None:
 
         fields = {
             "env": env, "agent": agent, "model": model, "split": split, "limit": limit,
-            "workers": workers, "price_prompt": price_prompt,
+            "workers": workers, "backend": backend, "replicas": replicas,
+            "replica_gpus": replica_gpus, "price_prompt": price_prompt,
             "price_completion": price_completion, "chart": chart, "out": out,
             "env_opt": _env_options(env or "", model, env_opt, agent),
             "agent_opt": parse_kv(agent_opt), "model_opt": parse_kv(model_opt),

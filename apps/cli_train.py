@@ -160,7 +160,12 @@ def register(app: typer.Typer) -> None:
         ] = True,
         max_per_task: Annotated[int, typer.Option(min=1, help="runs kept per task")] = 1,
         eval_backend: Annotated[str, typer.Option(help="transformers | llamacpp")] = "transformers",
-        eval_workers: Annotated[int | None, typer.Option(help="concurrent eval episodes")] = None,
+        collect_workers: Annotated[
+            int | None, typer.Option(help="concurrent teacher episodes (batched decoding)")
+        ] = None,
+        eval_workers: Annotated[
+            int | None, typer.Option(help="concurrent eval episodes (batched decoding)")
+        ] = None,
         seed: Annotated[int, typer.Option(help="seed")] = 0,
         progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
         method: Annotated[str | None, typer.Option(help="SFT: lora | full")] = None,
@@ -192,7 +197,8 @@ def register(app: typer.Typer) -> None:
             "first_thought_prefix": first_thought_prefix, "student": student,
             "student_system_prompt": student_system_prompt,
             "keep_recovered_errors": keep_recovered_errors, "max_per_task": max_per_task,
-            "eval_backend": eval_backend, "eval_workers": eval_workers, "seed": seed,
+            "eval_backend": eval_backend, "collect_workers": collect_workers,
+            "eval_workers": eval_workers, "seed": seed,
             "progress": progress, "agent_opt": parse_kv(agent_opt),
             "env_opt": parse_kv(env_opt), "teacher_opt": parse_kv(teacher_opt),
         }  # fmt: skip

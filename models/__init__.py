@@ -10,8 +10,11 @@ from slmkit.models.base import (
     ChatModel,
     ChatOptions,
     Completion,
+    Generation,
     Message,
     RawOutput,
+    Request,
+    RowResult,
     Sampling,
     Usage,
 )
@@ -29,7 +32,7 @@ from slmkit.models.errors import (
     SlmkitError,
 )
 from slmkit.models.hf import TransformersModel, convert_embedded
-from slmkit.models.loader import BACKENDS, DEFAULT_SPEC, load_model, parse_spec
+from slmkit.models.loader import BACKENDS, DEFAULT_SPEC, batching_options, load_model, parse_spec
 from slmkit.models.paths import (
     cache_dir,
     existing_path,
@@ -56,6 +59,7 @@ __all__ = [
     "Constraint",
     "ConstraintError",
     "DataError",
+    "Generation",
     "GenerationError",
     "Message",
     "ModelError",
@@ -63,6 +67,8 @@ __all__ = [
     "PathNotFoundError",
     "PromptError",
     "RawOutput",
+    "Request",
+    "RowResult",
     "Sampling",
     "SchemaLike",
     "SlmkitError",
@@ -70,6 +76,7 @@ __all__ = [
     "Usage",
     "VllmModel",
     "WrappedModel",
+    "batching_options",
     "cache_dir",
     "cached_package",
     "convert_embedded",

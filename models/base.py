@@ -1,9 +1,16 @@
 """The ``ChatModel`` contract every backend implements, and what a call returns.
 
-A backend implements one method, :meth:`ChatModel._generate_batch`: render chat messages,
-decode under an optional :class:`~slmkit.models.schema.Constraint`, and return raw
-outputs. Everything else (schema normalisation, validation after decoding, timing,
-``n`` candidates, the batched form) lives here once, so all backends behave alike.
+A backend implements one method, :meth:`ChatModel._generate_batch`: given
+:class:`Request` rows (a conversation, its own optional
+:class:`~slmkit.models.schema.Constraint` and its own :class:`Sampling`, seed included),
+render, decode and return one :class:`Generation` per row, or the row's exception: a
+row that cannot be served (a prompt over the context) fails alone and the others still
+answer. Everything else (schema normalisation, validation after decoding, timing, ``n``
+candidates, the batched forms) lives here once, so all backends behave alike.
+
+Rows may differ in everything, so one backend call can carry the calls of many
+concurrent episodes (:mod:`slmkit.models.batching`); wrappers (a student's prompt, a
+router) pass rows through unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict, Unpack
 
-from slmkit.models.errors import ConstraintError
+from slmkit.models.errors import ConstraintError, ModelError
 from slmkit.models.schema import Constraint, SchemaLike, check_output
 
 __all__ = [
@@ -23,8 +30,11 @@ __all__ = [
     "ChatModel",
     "ChatOptions",
     "Completion",
+    "Generation",
     "Message",
     "RawOutput",
+    "Request",
+    "RowResult",
     "Sampling",
     "Usage",
 ]
@@ -79,6 +89,27 @@ class RawOutput:
     finish_reason: str = "stop"
     grammar_accepted: bool = True
     token_logprobs: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """One row of a backend call: a conversation with its own constraint and sampling."""
+
+    messages: list[Message]
+    constraint: Constraint | None = None
+    sampling: Sampling = Sampling()
+
+
+@dataclass(frozen=True)
+class Generation:
+    """What a backend produced for one :class:`Request`: ``sampling.n`` outputs."""
+
+    outputs: list[RawOutput]
+    prompt_tokens: int
+
+
+RowResult = Generation | Exception
+"""A row's outcome: its generation, or the error that stopped that row alone."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +208,24 @@ class ChatModel(ABC):
     def chat_batch(
         self, conversations: Sequence[Sequence[Message]], **options: Unpack[ChatOptions]
     ) -> list[Completion]:
-        """Answer many conversations; backends that batch natively do so."""
+        """Answer many conversations with the same options in one backend call.
+
+        Raises the first failing row's error; :meth:`chat_requests` returns each row's.
+        """
+        constraint, sampling = self._options(options)
+        rows = [Request(list(c), constraint, sampling) for c in conversations]
+        results = self.chat_requests(rows)
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return [r for r in results if isinstance(r, Completion)]
+
+    def request(self, messages: Sequence[Message], **options: Unpack[ChatOptions]) -> Request:
+        """One row for :meth:`chat_requests`: ``messages`` with these chat options."""
+        constraint, sampling = self._options(options)
+        return Request(list(messages), constraint, sampling)
+
+    def _options(self, options: ChatOptions) -> tuple[Constraint | None, Sampling]:
         constraint = self._constraint(options.get("schema"), options.get("grammar"))
         sampling = Sampling(
             max_tokens=options.get("max_tokens", 256),
@@ -188,26 +236,52 @@ class ChatModel(ABC):
             stop=tuple(options.get("stop", ())),
             logprobs=options.get("logprobs", False),
         )
-        for conv in conversations:
-            _check_messages(conv)
+        return constraint, sampling
+
+    def chat_requests(self, requests: Sequence[Request]) -> list[Completion | Exception]:
+        """Answer rows that each carry their own constraint and sampling, in one call.
+
+        A row that fails is its exception in the result; the other rows still answer.
+        ``latency_s`` of each completion is the call's time divided by its rows.
+        """
+        out: list[Completion | Exception | None] = [None] * len(requests)
+        ready: list[int] = []
+        for i, req in enumerate(requests):
+            try:
+                _check_messages(req.messages)
+            except ModelError as exc:
+                out[i] = exc
+            else:
+                ready.append(i)
         start = time.perf_counter()
-        raw = self._generate_batch([list(c) for c in conversations], constraint, sampling)
-        elapsed = time.perf_counter() - start
-        per_call = elapsed / max(len(conversations), 1)
-        results: list[Completion] = []
-        for outputs, prompt_tokens in raw:
-            candidates = tuple(_to_candidate(o, constraint) for o in outputs)
-            usage = Usage(prompt_tokens, sum(c.completion_tokens for c in candidates))
-            results.append(
-                Completion(
-                    candidates=candidates,
-                    usage=usage,
-                    latency_s=per_call,
-                    model=self.name,
-                    constrained=constraint is not None,
-                )
+        raw: list[RowResult]
+        try:
+            raw = self._generate_batch([requests[i] for i in ready]) if ready else []
+        except Exception as exc:  # the whole call failed: every row says why
+            raw = [exc] * len(ready)
+        if len(raw) != len(ready):
+            raise ModelError(
+                f"{self!r} answered {len(raw)} rows for {len(ready)} requests",
+                hint="a backend's _generate_batch returns one result per request; report this",
             )
-        return results
+        per_call = (time.perf_counter() - start) / max(len(requests), 1)
+        for i, result in zip(ready, raw, strict=True):
+            out[i] = (
+                result
+                if isinstance(result, Exception)
+                else self._completion(requests[i], result, per_call)
+            )
+        return [r for r in out if r is not None]
+
+    def _completion(self, request: Request, generation: Generation, latency_s: float) -> Completion:
+        candidates = tuple(_to_candidate(o, request.constraint) for o in generation.outputs)
+        return Completion(
+            candidates=candidates,
+            usage=Usage(generation.prompt_tokens, sum(c.completion_tokens for c in candidates)),
+            latency_s=latency_s,
+            model=self.name,
+            constrained=request.constraint is not None,
+        )
 
     def _constraint(self, schema: SchemaLike | None, grammar: str | None) -> Constraint | None:
         if schema is not None and grammar is not None:
@@ -228,13 +302,15 @@ class ChatModel(ABC):
         return Constraint.from_lark(grammar)
 
     @abstractmethod
-    def _generate_batch(
-        self,
-        conversations: list[list[Message]],
-        constraint: Constraint | None,
-        sampling: Sampling,
-    ) -> list[tuple[list[RawOutput], int]]:
-        """Per conversation: ``sampling.n`` raw outputs and the prompt's token count."""
+    def _generate_batch(self, requests: list[Request]) -> list[RowResult]:
+        """One result per request, in order: its :class:`Generation`, or its exception.
+
+        Each row is decoded under its own constraint and sampling (``n`` samples, the
+        i-th seeded ``seed + i``). A row that cannot be served is its exception here and
+        the other rows still answer; raise only when the whole call failed. Called from
+        one thread at a time or from many: a backend that holds one engine serialises
+        (or batches) calls itself.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release resources (weights, server connections). Safe to call twice."""

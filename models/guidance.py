@@ -30,6 +30,7 @@ __all__ = [
     "closing_bias",
     "closing_reserve",
     "compile_constraint",
+    "fill_masks",
 ]
 
 JSON_OPTIONS: dict[str, Any] = {
@@ -155,6 +156,7 @@ class TokenGate:
         self._vocab_size = vocab_size
         self._words = (tokenizer.vocab_size + 31) // 32
         self._bitmask = np.zeros(self._words, dtype=np.int32)
+        self._primed = False  # the bitmask already holds the next mask (fill_masks)
         self._last_logprobs: NDArray[np.float32] | None = None
         self.token_logprobs: list[float] = []
         self.failed = False
@@ -183,7 +185,10 @@ class TokenGate:
 
     def allowed(self) -> NDArray[np.bool_]:
         """Boolean mask over the vocabulary of the tokens allowed next."""
-        self._matcher.unsafe_compute_mask_ptr(self._bitmask.ctypes.data, self._bitmask.nbytes)
+        if self._primed:
+            self._primed = False
+        else:
+            self._matcher.unsafe_compute_mask_ptr(self._bitmask.ctypes.data, self._bitmask.nbytes)
         bits = np.unpackbits(self._bitmask.view(np.uint8), bitorder="little")
         mask: NDArray[np.bool_] = np.zeros(self._vocab_size, dtype=np.bool_)
         n = min(self._vocab_size, bits.shape[0])
@@ -202,3 +207,32 @@ class TokenGate:
             scores += self._closing[: scores.shape[0]]
         scores[~self.allowed()] = -np.inf
         return scores
+
+
+_executor_lock = threading.Lock()
+_executors: list[llguidance.LLExecutor] = []
+
+
+def fill_masks(gates: list[TokenGate]) -> None:
+    """Compute the next-token masks of many gates at once, for a batched decoding step.
+
+    llguidance fills them in its own threads with the GIL released (the costly part of
+    constrained decoding at large batches); each gate's next :meth:`TokenGate.apply`
+    then uses its mask instead of computing it. Gates that are stopped or failed are
+    skipped (they take no more tokens).
+    """
+    live = [g for g in gates if not (g.failed or g.stopped)]
+    if not live:
+        return
+    words = max(g._words for g in live)
+    buffer = np.zeros((len(live), words), dtype=np.int32)
+    with _executor_lock:
+        if not _executors:
+            _executors.append(llguidance.LLExecutor())
+        executor = _executors[0]
+    executor.unsafe_compute_mask_ptr(
+        [(g._matcher, i) for i, g in enumerate(live)], buffer.ctypes.data, words * 4, len(live)
+    )
+    for i, gate in enumerate(live):
+        gate._bitmask[:] = buffer[i, : gate._words]
+        gate._primed = True

@@ -1,9 +1,12 @@
 """The transformers backend (CPU or GPU): any HF causal LM, used for training rollouts.
 
-Constraints go through the same llguidance engine as llama.cpp (a logits processor with
-one :class:`~slmkit.models.guidance.TokenGate` per sequence), so outputs agree across
-backends. ``transformers:smollm2`` converts the embedded GGUF once into an HF folder
-(dequantised weights, no GGUF quantizer attached) that training can load and save.
+Constraints go through the same llguidance engine as llama.cpp (one
+:class:`~slmkit.models.guidance.TokenGate` per sequence) and the same sampler, so
+outputs agree across backends. Concurrent calls are coalesced into batches
+(:class:`~slmkit.models.batching.Batcher`) decoded by :mod:`slmkit.models._hf_decode`,
+each row with its own constraint, sampling and seed. ``transformers:smollm2`` converts
+the embedded GGUF once into an HF folder (dequantised weights, no GGUF quantizer
+attached) that training can load and save.
 """
 
 from __future__ import annotations
@@ -13,17 +16,19 @@ import functools
 import json
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any
 
-from slmkit.models.base import ChatModel, Message, RawOutput, Sampling
+import numpy as np
+
+from slmkit.models._hf_decode import HfRow, decode_rows
+from slmkit.models.base import ChatModel, Generation, Message, RawOutput, Request, RowResult
+from slmkit.models.batching import Batcher
 from slmkit.models.chat_format import to_text_messages
 from slmkit.models.embedded import EMBEDDED_MODELS, embedded_gguf
-from slmkit.models.errors import BackendUnavailableError, ModelNotFoundError
+from slmkit.models.errors import BackendUnavailableError, GenerationError, ModelNotFoundError
 from slmkit.models.guidance import GrammarCache, TokenGate, closing_bias, closing_reserve
 from slmkit.models.paths import cache_dir, model_location
-from slmkit.models.schema import Constraint
 from slmkit.models.threads import decode_threads
 
 __all__ = ["TransformersModel", "convert_embedded", "convert_gguf"]
@@ -172,7 +177,18 @@ def _grammar_tokenizer(tokenizer: Any, n_vocab: int, name: str) -> Any:
 
 
 class TransformersModel(ChatModel):
-    """An HF causal LM decoded with ``generate`` and llguidance logits masking."""
+    """An HF causal LM decoded in batches under llguidance logits masking.
+
+    Args:
+        target: an HF model folder or hub id, or an embedded alias (``smollm2``).
+        device: ``cuda`` or ``cpu`` (default: cuda when there is one).
+        dtype: a torch dtype name (default: bfloat16 on cuda, float32 on cpu).
+        model: a loaded model to use instead (a trainer's live policy).
+        tokenizer: its tokenizer.
+        threads: torch threads on cpu (default: :func:`decode_threads`).
+        max_batch: most rows decoded together.
+        batch_window_s: how long a batch waits for more concurrent calls to join.
+    """
 
     backend = "transformers"
     supports_grammar = True
@@ -187,6 +203,8 @@ class TransformersModel(ChatModel):
         model: Any = None,
         tokenizer: Any = None,
         threads: int | None = None,
+        max_batch: int = 64,
+        batch_window_s: float = 0.005,
     ) -> None:
         try:
             import llguidance.hf  # noqa: F401  (missing: the clear error below)
@@ -225,8 +243,11 @@ class TransformersModel(ChatModel):
         self._vocab = int(self.model.get_output_embeddings().weight.shape[0])
         self._lltok = _grammar_tokenizer(self.tokenizer, self._vocab, str(target))
         self._eos_ids = _eos_ids(self.tokenizer, self.model)
-        self._lock = threading.Lock()
         self._grammars = GrammarCache(self._lltok)
+        self._max_positions = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        self._batcher = Batcher(
+            self._decode, max_batch=max_batch, window_s=batch_window_s, name=str(target)
+        )
 
     def render(self, messages: list[Message]) -> str:
         return str(
@@ -235,118 +256,75 @@ class TransformersModel(ChatModel):
             )
         )
 
-    def _generate_batch(
-        self,
-        conversations: list[list[Message]],
-        constraint: Constraint | None,
-        sampling: Sampling,
-    ) -> list[tuple[list[RawOutput], int]]:
-        import torch
-        from transformers import LogitsProcessorList
+    def _generate_batch(self, requests: list[Request]) -> list[RowResult]:
+        return self._batcher.run(requests)
 
-        grammar = self._grammars.get(constraint) if constraint is not None else None
-        prompts = [self.render(c) for c in conversations]
-        self.tokenizer.padding_side = "left"
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.to(self.device) for k, v in enc.items()}
-        prompt_lens = [int(x) for x in enc["attention_mask"].sum(dim=1)]
-        rows = len(prompts) * sampling.n
-        gates: list[TokenGate] | None = None
-        processors = LogitsProcessorList()
-        if grammar is not None:
-            closing = None
-            if constraint is not None and constraint.kind == "json":
-                closing = closing_bias(self._lltok, self._vocab)
-            gates = [
-                TokenGate(grammar, self._lltok, self._vocab, closing=closing) for _ in range(rows)
-            ]
-            wrap_at = sampling.max_tokens - closing_reserve(sampling.max_tokens)
-            processors.append(
-                _GateProcessor(gates, enc["input_ids"].shape[1], self._eos_ids[0], wrap_at)
+    def _decode(self, requests: list[Request]) -> list[RowResult]:
+        """One batch (on the batcher's thread): every sample of every request as a row."""
+        results: list[RowResult | None] = [None] * len(requests)
+        rows: dict[int, list[HfRow]] = {}
+        for i, req in enumerate(requests):
+            try:
+                rows[i] = self._rows(req)
+            except Exception as exc:  # this request fails alone (over the context, ...)
+                results[i] = exc
+        if rows:
+            decode_rows(
+                self.model, self.tokenizer, [r for rs in rows.values() for r in rs], self._eos_ids
             )
-        if sampling.seed is not None:
-            torch.manual_seed(sampling.seed)
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": sampling.max_tokens,
-            "num_return_sequences": sampling.n,
-            "logits_processor": processors,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "eos_token_id": self._eos_ids,
-        }
-        if sampling.temperature > 0:
-            gen_kwargs.update(
-                do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p
-            )
-        else:
-            gen_kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if sampling.stop:
-            gen_kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
-        with self._lock, torch.no_grad():
-            out = self.model.generate(**enc, **gen_kwargs)
-        new = out[:, enc["input_ids"].shape[1] :]
-        results: list[tuple[list[RawOutput], int]] = []
-        for i, plen in enumerate(prompt_lens):
-            outputs = []
-            for j in range(sampling.n):
-                row = i * sampling.n + j
-                ids = [int(t) for t in new[row]]
-                finish = "length"
-                for k, t in enumerate(ids):
-                    if t in self._eos_ids:
-                        ids, finish = ids[:k], "stop"
-                        break
-                gate = gates[row] if gates is not None else None
-                if gate is not None and gate.stopped:
-                    finish = "stop"
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
-                if sampling.stop:
-                    cut = min(
-                        (p for p in (text.find(s) for s in sampling.stop) if p >= 0),
-                        default=len(text),
-                    )
-                    if cut < len(text):
-                        text, finish = text[:cut], "stop"
-                outputs.append(
+        for i, samples in rows.items():
+            results[i] = Generation(
+                [
                     RawOutput(
-                        text=text,
-                        completion_tokens=len(ids),
-                        finish_reason=finish,
-                        grammar_accepted=gate.accepting if gate is not None else True,
-                        token_logprobs=tuple(gate.token_logprobs) if gate is not None else None,
+                        text=r.text,
+                        completion_tokens=len(r.tokens),
+                        finish_reason=r.finish or "length",
+                        grammar_accepted=r.gate.accepting if r.gate is not None else True,
+                        token_logprobs=tuple(r.gate.token_logprobs) if r.gate else None,
                     )
+                    for r in samples
+                ],
+                len(samples[0].prompt),
+            )
+        return [r for r in results if r is not None]
+
+    def _rows(self, req: Request) -> list[HfRow]:
+        prompt = [
+            int(t)
+            for t in self.tokenizer(self.render(req.messages), add_special_tokens=False)[
+                "input_ids"
+            ]
+        ]
+        budget = req.sampling.max_tokens
+        if self._max_positions:
+            if len(prompt) + 1 >= self._max_positions:
+                raise GenerationError(
+                    f"the prompt has {len(prompt)} tokens, over the model's "
+                    f"{self._max_positions} positions",
+                    hint="shorten the conversation",
                 )
-            results.append((outputs, plen))
-        return results
+            budget = min(budget, self._max_positions - len(prompt) - 1)
+        grammar = self._grammars.get(req.constraint) if req.constraint is not None else None
+        closing = None
+        if req.constraint is not None and req.constraint.kind == "json":
+            closing = closing_bias(self._lltok, self._vocab)
+        seed = req.sampling.seed if req.sampling.seed is not None else 0
+        return [
+            HfRow(
+                prompt=prompt,
+                sampling=req.sampling,
+                rng=np.random.default_rng(seed + j),
+                budget=budget,
+                wrap_at=budget - closing_reserve(budget),
+                gate=TokenGate(grammar, self._lltok, self._vocab, closing=closing)
+                if grammar is not None
+                else None,
+            )
+            for j in range(req.sampling.n)
+        ]
 
-
-class _GateProcessor:
-    """Feeds each row's last token to its gate, then masks that row's scores."""
-
-    def __init__(
-        self, gates: list[TokenGate], prompt_width: int, eos_id: int, wrap_at: int
-    ) -> None:
-        self.gates = gates
-        self.prompt_width = prompt_width
-        self.eos_id = eos_id
-        self.wrap_at = wrap_at
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import numpy as np
-        import torch
-
-        step = input_ids.shape[1] - self.prompt_width
-        started = step > 0
-        for row, gate in enumerate(self.gates):
-            if started:
-                gate.advance(int(input_ids[row, -1]))
-            if gate.stopped or gate.failed:  # complete (or broken): end this row now
-                scores[row] = float("-inf")
-                scores[row, self.eos_id] = 0.0
-                continue
-            row_scores = scores[row].detach().float().cpu().numpy().astype(np.float32)
-            masked = gate.apply(row_scores, wrap_up=step >= self.wrap_at)
-            scores[row] = torch.from_numpy(masked).to(scores.device, scores.dtype)
-        return scores
+    def close(self) -> None:
+        self._batcher.close()
 
 
 def _eos_ids(tokenizer: Any, model: Any) -> list[int]:

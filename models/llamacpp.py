@@ -1,23 +1,26 @@
 """The llama.cpp backend (CPU default): any GGUF file, the embedded SmolLM2 included.
 
-Decoding runs token by token through ``Llama.generate`` so that the llguidance
-:class:`~slmkit.models.guidance.TokenGate` sees every sampled token and masks the next
-step; llama.cpp's prompt-prefix cache makes agent loops (a growing history) cheap.
+Decoding runs token by token in :mod:`slmkit.models._llama_engine`, so that the
+llguidance :class:`~slmkit.models.guidance.TokenGate` of each row sees every sampled
+token and masks the next step. ``parallel=N`` gives the context N sequences: N
+concurrent calls (episodes in threads) decode together, one token each per step, each
+with its own constraint, sampling and seed. Each sequence keeps its prompt prefix
+cached, so agent loops (a growing history) are cheap.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
-from slmkit.models.base import ChatModel, Message, RawOutput, Sampling
+from slmkit.models._llama_engine import LlamaEngine, PreparedRow
+from slmkit.models.base import ChatModel, Message, Request, RowResult
+from slmkit.models.batching import RowQueue
 from slmkit.models.chat_format import render_template
 from slmkit.models.embedded import EMBEDDED_MODELS
 from slmkit.models.errors import BackendUnavailableError, GenerationError, ModelNotFoundError
-from slmkit.models.guidance import GrammarCache, TokenGate, closing_bias, closing_reserve
+from slmkit.models.guidance import GrammarCache, TokenGate, closing_bias
 from slmkit.models.paths import existing_path
-from slmkit.models.schema import Constraint
 from slmkit.models.threads import cpu_count, decode_threads
 
 __all__ = ["LlamaCppModel"]
@@ -55,7 +58,21 @@ def default_context(path: Path) -> int:
 
 
 class LlamaCppModel(ChatModel):
-    """A GGUF model run in-process by llama-cpp-python."""
+    """A GGUF model run in-process by llama-cpp-python.
+
+    Args:
+        path: the GGUF file.
+        name: the model name in results (default: the file's stem).
+        n_ctx: context per sequence (default: the model's, at most 8192 tokens).
+        n_threads: threads of a decoding step (default: :func:`decode_threads`).
+        parallel: sequences decoded together (concurrent calls); each holds a KV cache
+            of ``n_ctx`` tokens.
+        contexts: llama.cpp contexts the sequences are spread over, each stepped by its
+            own thread (default: as many as the CPUs hold ``n_threads`` threads, at most
+            ``parallel``). Separate contexts use the cores they get without llama.cpp's
+            threads spin-waiting on each other, which stalls them on a busy machine.
+        seed: the seed of calls that give none.
+    """
 
     backend = "llamacpp"
     supports_grammar = True
@@ -68,6 +85,8 @@ class LlamaCppModel(ChatModel):
         name: str | None = None,
         n_ctx: int | None = None,
         n_threads: int | None = None,
+        parallel: int = 1,
+        contexts: int | None = None,
         seed: int = 0,
     ) -> None:
         try:
@@ -84,18 +103,18 @@ class LlamaCppModel(ChatModel):
             kind="file",
             hint="give a .gguf file, or an embedded model: " + ", ".join(EMBEDDED_MODELS),
         )
+        if parallel < 1:
+            raise ModelNotFoundError(
+                f"parallel={parallel}", hint="parallel is the number of sequences, >= 1"
+            )
         self.path = path
         self.name = name or path.stem
         self._seed = seed
-        self._lock = threading.Lock()  # one llama.cpp context: one generation at a time
         try:
+            # The weights and the tokenizer; decoding runs in the engine's own context,
+            # so this one stays minimal.
             self._llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=n_ctx or default_context(path),
-                n_threads=n_threads or decode_threads(),  # see slmkit.models.threads
-                n_threads_batch=cpu_count(),
-                seed=seed,
-                verbose=False,
+                model_path=str(path), n_ctx=64, n_batch=64, seed=seed, verbose=False
             )
         except (ValueError, RuntimeError) as exc:
             raise ModelNotFoundError(
@@ -104,13 +123,35 @@ class LlamaCppModel(ChatModel):
             ) from exc
         vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._n_vocab = int(self._llm.n_vocab())
-        self._eos = int(self._llm.token_eos())
         self._lltok = llguidance.llamacpp.lltokenizer_from_vocab(vocab, n_vocab=self._n_vocab)
         meta: dict[str, Any] = dict(self._llm.metadata)
         self._template = str(meta.get("tokenizer.chat_template") or _CHATML)
         self._bos_text = self._piece(self._llm.token_bos())
-        self._eos_text = self._piece(self._eos)
+        self._eos_text = self._piece(int(self._llm.token_eos()))
         self._grammars = GrammarCache(self._lltok)
+        threads = n_threads or decode_threads()  # see slmkit.models.threads
+        contexts = contexts or min(parallel, max(1, cpu_count() // threads))
+        per_context = -(-parallel // contexts)
+        self.parallel = per_context * contexts
+        self._queue: RowQueue[PreparedRow] = RowQueue()
+        self._engines = [
+            LlamaEngine(
+                self._llm,
+                self._queue,
+                parallel=per_context,
+                n_ctx=n_ctx or default_context(path),
+                threads=threads,
+                # a prompt chunk uses every CPU when it has the model to itself
+                batch_threads=n_threads or (cpu_count() if contexts == 1 else threads),
+                name=f"{self.name}-{i}",
+            )
+            for i in range(contexts)
+        ]
+
+    @property
+    def n_ctx(self) -> int:
+        """Tokens one sequence holds: prompt and output together."""
+        return self._engines[0].n_ctx
 
     def _piece(self, token: int) -> str:
         if token < 0:
@@ -127,113 +168,49 @@ class LlamaCppModel(ChatModel):
     def count_tokens(self, text: str) -> int:
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
 
-    def _generate_batch(
-        self,
-        conversations: list[list[Message]],
-        constraint: Constraint | None,
-        sampling: Sampling,
-    ) -> list[tuple[list[RawOutput], int]]:
-        grammar = self._grammars.get(constraint) if constraint is not None else None
-        results = []
-        for messages in conversations:
-            prompt = self._llm.tokenize(
-                self.render(messages).encode("utf-8"), add_bos=False, special=True
-            )
-            if len(prompt) + 1 >= self._llm.n_ctx():
-                raise GenerationError(
-                    f"the prompt has {len(prompt)} tokens, over the context of {self._llm.n_ctx()}",
-                    hint="shorten the conversation or load the model with a larger n_ctx",
-                )
-            outputs = []
-            for i in range(sampling.n):
-                seed = (sampling.seed if sampling.seed is not None else self._seed) + i
-                outputs.append(
-                    self._sample(
-                        prompt,
-                        grammar,
-                        sampling,
-                        seed,
-                        wrap_up=constraint is not None and constraint.kind == "json",
-                    )
-                )
-            results.append((outputs, len(prompt)))
-        return results
+    def _generate_batch(self, requests: list[Request]) -> list[RowResult]:
+        if self._llm is None:
+            raise GenerationError(f"{self!r} was closed", hint="load the model again")
+        prepared: list[PreparedRow | Exception] = []
+        for req in requests:
+            try:
+                prepared.append(self._prepare(req))
+            except Exception as exc:  # this row fails alone (over the context, bad grammar)
+                prepared.append(exc)
+        rows = [p for p in prepared if isinstance(p, PreparedRow)]
+        answers = iter(self._queue.run(rows))
+        return [p if isinstance(p, Exception) else next(answers) for p in prepared]
 
-    def _sample(
-        self,
-        prompt: list[int],
-        grammar: str | None,
-        sampling: Sampling,
-        seed: int,
-        wrap_up: bool,
-    ) -> RawOutput:
-        import llama_cpp
-
-        gate = None
-        if grammar is not None:
-            closing = closing_bias(self._lltok, self._n_vocab) if wrap_up else None
-            gate = TokenGate(grammar, self._lltok, self._n_vocab, closing=closing)
-        budget = min(sampling.max_tokens, self._llm.n_ctx() - len(prompt) - 1)
-        wrap_at = budget - closing_reserve(budget)
-        tokens: list[int] = []
-        finish = "length"
-        processors = None
-        if gate is not None:
-            processors = llama_cpp.LogitsProcessorList(
-                [lambda _ids, scores: gate.apply(scores, wrap_up=len(tokens) >= wrap_at)]
-            )
-        with self._lock:
-            self._llm.set_seed(seed)
-            stream = self._llm.generate(
-                prompt,
-                temp=sampling.temperature,
-                top_p=sampling.top_p,
-                top_k=0,
-                # llama.cpp's default min-p: prunes the long tail of junk tokens that
-                # high temperatures otherwise let into free-text fields.
-                min_p=0.05,
-                repeat_penalty=1.0,
-                logits_processor=processors,
-            )
-            for token in stream:
-                if self._llm.token_eos() == token or llama_cpp.llama_token_is_eog(
-                    llama_cpp.llama_model_get_vocab(self._llm.model), token
-                ):
-                    finish = "stop"
-                    break
-                tokens.append(int(token))
-                if gate is not None:
-                    gate.advance(int(token))
-                    if gate.stopped:
-                        finish = "stop"
-                        break
-                if sampling.stop and self._hit_stop(tokens, sampling.stop):
-                    finish = "stop"
-                    break
-                if len(tokens) >= budget:
-                    break
-        text = self._llm.detokenize(tokens).decode("utf-8", errors="replace")
-        if sampling.stop:
-            text = _cut_at_stop(text, sampling.stop)
-        return RawOutput(
-            text=text,
-            completion_tokens=len(tokens),
-            finish_reason=finish,
-            grammar_accepted=gate.accepting if gate is not None else True,
-            token_logprobs=tuple(gate.token_logprobs) if gate is not None else None,
+    def _prepare(self, req: Request) -> PreparedRow:
+        """Tokens and grammar gates of ``req``, made in the caller's thread."""
+        prompt = self._llm.tokenize(
+            self.render(req.messages).encode("utf-8"), add_bos=False, special=True
         )
-
-    def _hit_stop(self, tokens: list[int], stops: tuple[str, ...]) -> bool:
-        tail = self._llm.detokenize(tokens[-16:]).decode("utf-8", errors="replace")
-        return any(s in tail for s in stops)
+        if len(prompt) + 1 >= self.n_ctx:
+            raise GenerationError(
+                f"the prompt has {len(prompt)} tokens, over the context of {self.n_ctx}",
+                hint="shorten the conversation or load the model with a larger n_ctx",
+            )
+        gates = None
+        constraint = req.constraint
+        if constraint is not None:
+            grammar = self._grammars.get(constraint)
+            json_wrap = constraint.kind == "json"
+            closing = closing_bias(self._lltok, self._n_vocab) if json_wrap else None
+            gates = tuple(
+                TokenGate(grammar, self._lltok, self._n_vocab, closing=closing)
+                for _ in range(req.sampling.n)
+            )
+        seed = req.sampling.seed if req.sampling.seed is not None else self._seed
+        return PreparedRow(prompt=prompt, sampling=req.sampling, seed=seed, gates=gates)
 
     def close(self) -> None:
+        queue = getattr(self, "_queue", None)
+        if queue is not None:
+            queue.close("the model was closed")
+        for engine in getattr(self, "_engines", []):
+            engine.close()
         llm = getattr(self, "_llm", None)
         if llm is not None:
             llm.close()
             self._llm = None
-
-
-def _cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
-    return text[:cut]

@@ -21,7 +21,7 @@ from slmkit.models.base import ChatModel
 from slmkit.models.embedded import EMBEDDED_MODELS, embedded_gguf
 from slmkit.models.errors import ModelNotFoundError
 
-__all__ = ["BACKENDS", "DEFAULT_SPEC", "load_model", "parse_spec"]
+__all__ = ["BACKENDS", "DEFAULT_SPEC", "batching_options", "load_model", "parse_spec"]
 
 DEFAULT_SPEC = "llamacpp:smollm2"
 BACKENDS = ("llamacpp", "transformers", "openai", "vllm")
@@ -45,6 +45,23 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not target:
         raise ModelNotFoundError(f"model spec {spec!r} names no model", hint=f"e.g. {DEFAULT_SPEC}")
     return backend, target
+
+
+def batching_options(spec: str, concurrency: int) -> dict[str, Any]:
+    """Backend options that let ``concurrency`` concurrent callers decode together.
+
+    llama.cpp gets that many sequences per context (``parallel``); an OpenAI-compatible
+    client that many requests in flight. transformers and vLLM batch whatever arrives
+    (up to their ``max_batch``) and need nothing. Options a caller sets win over these.
+    """
+    backend, _ = parse_spec(spec)
+    if concurrency <= 1:
+        return {}
+    if backend == "llamacpp":
+        return {"parallel": concurrency}
+    if backend == "openai":
+        return {"concurrency": concurrency}
+    return {}
 
 
 def load_model(spec: str = DEFAULT_SPEC, *, cache: bool = True, **options: Any) -> ChatModel:

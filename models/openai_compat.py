@@ -42,7 +42,15 @@ from urllib.parse import urlparse
 import httpx
 import tenacity
 
-from slmkit.models.base import ChatModel, Message, RawOutput, Sampling
+from slmkit.models.base import (
+    ChatModel,
+    Generation,
+    Message,
+    RawOutput,
+    Request,
+    RowResult,
+    Sampling,
+)
 from slmkit.models.errors import ConstraintError, GenerationError, ModelNotFoundError
 from slmkit.models.schema import Constraint
 
@@ -174,9 +182,16 @@ class OpenAICompatModel(ChatModel):
             }
         }
 
-    def _one(
+    def _one(self, request: Request) -> RowResult:
+        """One row as one request (its error is its result)."""
+        try:
+            return self._ask(request.messages, request.constraint, request.sampling)
+        except Exception as exc:  # this row fails alone
+            return exc
+
+    def _ask(
         self, messages: list[Message], constraint: Constraint | None, sampling: Sampling
-    ) -> tuple[list[RawOutput], int]:
+    ) -> Generation:
         body: dict[str, Any] = {
             "model": self.name,
             "messages": messages,
@@ -214,7 +229,7 @@ class OpenAICompatModel(ChatModel):
                         token_logprobs=tuple(float(t["logprob"]) for t in lp) if lp else None,
                     )
                 )
-        return outputs, prompt_tokens
+        return Generation(outputs, prompt_tokens)
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         resp = self._request("POST", "/chat/completions", body)
@@ -286,17 +301,17 @@ class OpenAICompatModel(ChatModel):
             raise _RetryableStatus(response)
         return response
 
-    def _generate_batch(
-        self,
-        conversations: list[list[Message]],
-        constraint: Constraint | None,
-        sampling: Sampling,
-    ) -> list[tuple[list[RawOutput], int]]:
-        self._constraint_params(constraint)  # fail before sending anything
-        if len(conversations) == 1:
-            return [self._one(conversations[0], constraint, sampling)]
+    def _generate_batch(self, requests: list[Request]) -> list[RowResult]:
+        """Each row is its own request, sent concurrently: the server batches them.
+
+        Concurrent episodes calling ``chat`` from their threads reach the server at once
+        the same way (the HTTP client is shared and thread-safe). A row whose constraint
+        this server cannot enforce fails before anything is sent for it.
+        """
+        if len(requests) == 1:
+            return [self._one(requests[0])]
         with ThreadPoolExecutor(max_workers=self._concurrency) as pool:
-            return list(pool.map(lambda c: self._one(c, constraint, sampling), conversations))
+            return list(pool.map(self._one, requests))
 
     def close(self) -> None:
         self._client.close()

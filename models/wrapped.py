@@ -2,20 +2,20 @@
 
 A wrapper (a router between two models, a student that must see its training prompt)
 is a chat model in its own right, so it can stand anywhere one can. It delegates every
-public call of the :class:`ChatModel` contract (``chat_batch``, and ``chat`` through it)
-to the wrapped model, after :meth:`WrappedModel.rewrite` has had its say on each
-conversation; it never reaches into the wrapped model's private ``_generate_batch``,
+public call of the :class:`ChatModel` contract (``chat_batch``, ``chat_requests``, and
+``chat`` through them) to the wrapped model, after :meth:`WrappedModel.rewrite` has had
+its say on each conversation; it never reaches into the wrapped model's private ``_generate_batch``,
 so the wrapped backend keeps its own batching, validation and timing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Unpack
 
-from slmkit.models.base import ChatModel, ChatOptions, Completion, Message, RawOutput, Sampling
+from slmkit.models.base import ChatModel, ChatOptions, Completion, Message, Request, RowResult
 from slmkit.models.errors import ModelError
-from slmkit.models.schema import Constraint
 
 __all__ = ["WrappedModel"]
 
@@ -48,15 +48,17 @@ class WrappedModel(ChatModel):
         """``inner.chat_batch`` on the rewritten conversations."""
         return self.inner.chat_batch([self.rewrite(c) for c in conversations], **options)
 
-    def _generate_batch(
-        self,
-        conversations: list[list[Message]],
-        constraint: Constraint | None,
-        sampling: Sampling,
-    ) -> list[tuple[list[RawOutput], int]]:
+    def chat_requests(self, requests: Sequence[Request]) -> list[Completion | Exception]:
+        """``inner.chat_requests`` on the rewritten rows (each keeps its own options)."""
+        return self.inner.chat_requests(
+            [replace(r, messages=self.rewrite(r.messages)) for r in requests]
+        )
+
+    def _generate_batch(self, requests: list[Request]) -> list[RowResult]:
         raise ModelError(
-            f"{type(self).__name__} has no raw interface: it delegates chat and chat_batch",
-            hint="call chat() or chat_batch() on it",
+            f"{type(self).__name__} has no raw interface: it delegates chat, chat_batch "
+            "and chat_requests",
+            hint="call chat(), chat_batch() or chat_requests() on it",
         )
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from slmkit.models import (
     DEFAULT_SPEC,
     ChatModel,
     Message,
+    batching_options,
     decode_arguments,
     load_model,
     render_prompt,
@@ -73,7 +74,7 @@ class AmplifyConfig(BaseModel):
     seed: int = Field(default=0, description="sample i uses seed + i")
     max_tokens: int = Field(default=768, ge=64, description="token budget of one trajectory")
     batch: int = Field(
-        default=1, ge=1, description="prompts per chat_batch call (batching backends)"
+        default=1, ge=1, description="prompts decoded together (one chat_batch call)"
     )
 
 
@@ -206,7 +207,7 @@ def amplify(config: AmplifyConfig, *, model: ChatModel | None = None) -> Amplify
                 hint="the seeds and the tools file must describe the same tools",
             )
     domain = text_or_file(config.domain)
-    model = model or load_model(config.model)
+    model = model or load_model(config.model, **batching_options(config.model, config.batch))
     schema = trajectory_schema(specs, max_steps=config.max_steps)
     out, ledger = AppendLog(config.out), AppendLog(ledger_path(config.out))
     summary = AmplifySummary(out=str(config.out))

@@ -23,73 +23,52 @@ which still succeeded is kept: recovering from a tool error is worth learning.
 Rejection sampling (``samples=K``): up to K attempts per task at ``sample_temperature``
 with different seeds; the first one the environment verifies is kept. Tokens, time and
 cost of every attempt count in the summary.
+
+Concurrency: ``workers`` episodes run at once (:class:`~slmkit.simulators.episodes.
+TaskRunner`, an environment per thread), and the model, loaded for that many
+(:func:`~slmkit.models.batching_options`), decodes their calls together. With
+``backend="ray"`` the episodes run in Ray actors (:mod:`slmkit.simulators.ray_backend`).
+Either way the results come back here and only this process writes the two files, so
+the guarantees above do not depend on how the episodes ran. The summary reports this
+run's throughput: episodes, model calls and generated tokens per second.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from slmkit.agents import TokenPrice, Trajectory
-from slmkit.models import DEFAULT_SPEC, ChatModel, load_model, parse_spec
-from slmkit.simulators.base import Environment, Task
+from slmkit.agents import Trajectory
+from slmkit.models import ChatModel
+from slmkit.simulators.base import Task
+from slmkit.simulators.episodes import (
+    CollectConfig,
+    TaskRunner,
+    collect_workers,
+    ledger_entry,
+    load_agent_model,
+)
 from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.jsonl import AppendLog
 from slmkit.simulators.registry import load_env
-from slmkit.simulators.runner import AgentKind, run_episode
 
 __all__ = ["CollectConfig", "CollectSummary", "collect", "ledger_path"]
-
-
-class CollectConfig(BaseModel):
-    """Everything a collection run needs (each CLI flag of ``agentctl collect`` is a field)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    env: str = Field(description="environment name, e.g. math, bfcl:simple, tau2-retail")
-    env_options: dict[str, Any] = Field(
-        default_factory=dict, description="options of the environment (e.g. user_model)"
-    )
-    split: str = Field(default="train", description="task split")
-    n: int | None = Field(default=None, ge=1, description="the first n tasks of the split")
-    agent: AgentKind = Field(default="tool", description="tool | code | rag | gold")
-    model: str = Field(default=DEFAULT_SPEC, description="model spec of the agent")
-    model_options: dict[str, Any] = Field(
-        default_factory=dict, description="backend options, e.g. {'n_ctx': 8192}"
-    )
-    agent_options: dict[str, Any] = Field(
-        default_factory=dict, description="AgentConfig fields, e.g. {'max_steps': 4}"
-    )
-    samples: int = Field(default=1, ge=1, description="attempts per task (rejection sampling)")
-    sample_temperature: float = Field(
-        default=0.7, gt=0, description="temperature of attempts when samples > 1"
-    )
-    seed: int = Field(default=0, description="seed of the first attempt (attempt i uses seed + i)")
-    first_thought_prefix: str | None = Field(
-        default=None, description="text the agent's first thought starts with (a teacher's plan)"
-    )
-    out: Path = Field(default=Path("runs.jsonl"), description="output JSONL of kept trajectories")
-    keep: Literal["all", "correct"] = Field(default="correct", description="all | correct")
-    drop_parse_errors: bool = Field(default=True, description="drop runs with an unparsable output")
-    drop_max_steps: bool = Field(default=True, description="drop runs cut off by max_steps")
-    drop_errors: bool = Field(default=True, description="drop runs that raised (kept by eval)")
-    retry_errors: bool = Field(default=False, description="on resume, run again tasks that raised")
-    workers: int | None = Field(
-        default=None, ge=1, description="concurrent episodes (default: 8 for openai: specs, else 1)"
-    )
-    price_prompt: float = Field(default=0.0, ge=0, description="price per 1M prompt tokens")
-    price_completion: float = Field(default=0.0, ge=0, description="price per 1M completion tokens")
-    progress: bool = Field(default=True, description="show a progress bar")
+# CollectConfig lives in slmkit.simulators.episodes (what each task runs, anywhere);
+# it is listed here too, where users look for it.
 
 
 class CollectSummary(BaseModel):
-    """What a collection (or evaluation) produced, over all finished tasks of the file."""
+    """What a collection (or evaluation) produced, over all finished tasks of the file.
+
+    The rates (``episodes_per_s``, ``calls_per_s``, ``tokens_per_s``) are this run's:
+    its new tasks over its wall time (None when it had nothing left to run).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -110,6 +89,12 @@ class CollectSummary(BaseModel):
     cost: float = 0.0
     cost_per_success: float | None = None
     repaired_bytes: int = 0
+    model_calls: int = 0
+    workers: int | None = None
+    episodes_per_s: float | None = None
+    calls_per_s: float | None = None
+    tokens_per_s: float | None = None
+    """Generated tokens per second."""
 
     def add(self, entry: dict[str, Any]) -> None:
         """Count one ledger entry."""
@@ -121,6 +106,7 @@ class CollectSummary(BaseModel):
             self.dropped[reason] = self.dropped.get(reason, 0) + 1
         self.successes += int(bool(entry.get("success")))
         self.attempts += int(entry.get("attempts", 1))
+        self.model_calls += int(entry.get("model_calls", 0))
         self.prompt_tokens += int(entry.get("prompt_tokens", 0))
         self.completion_tokens += int(entry.get("completion_tokens", 0))
         self.episode_s += float(entry.get("wall_s", 0.0))
@@ -128,83 +114,32 @@ class CollectSummary(BaseModel):
         self.success_rate = self.successes / self.tasks
         self.cost_per_success = self.cost / self.successes if self.successes else None
 
+    def throughput(self, fresh: CollectSummary, workers: int) -> None:
+        """Set this run's rates: ``fresh`` counts its new tasks, over ``elapsed_s``."""
+        self.workers = workers
+        if fresh.tasks and self.elapsed_s > 0:
+            self.episodes_per_s = round(fresh.tasks / self.elapsed_s, 4)
+            self.calls_per_s = round(fresh.model_calls / self.elapsed_s, 4)
+            self.tokens_per_s = round(fresh.completion_tokens / self.elapsed_s, 2)
+
 
 def ledger_path(out: Path) -> Path:
     """The ledger next to ``out``: ``runs.jsonl`` -> ``runs.ledger.jsonl``."""
     return out.with_name(out.stem + ".ledger.jsonl")
 
 
-def _reason(traj: Trajectory, cfg: CollectConfig) -> str | None:
-    """Why a trajectory is dropped, or None to keep it."""
-    meta, metrics = traj.meta, traj.metrics
-    if meta.get("error") and cfg.drop_errors:
-        return "error"
-    if cfg.keep == "correct" and not meta.get("success"):
-        return "incorrect"
-    if cfg.drop_parse_errors and int(metrics.get("valid_outputs", 0)) < int(
-        metrics.get("outputs", 0)
-    ):
-        return "parse_error"
-    if cfg.drop_max_steps and meta.get("stopped") == "max_steps" and not meta.get("ended"):
-        return "max_steps"
-    return None
-
-
-def _entry(traj: Trajectory, attempts: list[Trajectory], reason: str | None) -> dict[str, Any]:
-    def total(key: str) -> float:
-        return sum(float(t.metrics.get(key) or 0.0) for t in attempts)
-
-    return {
-        "task_id": traj.id,
-        "kept": reason is None,
-        "reason": reason,
-        "reward": traj.reward,
-        "success": bool(traj.meta.get("success")),
-        "stopped": traj.meta.get("stopped"),
-        "error": traj.meta.get("error"),
-        "attempts": len(attempts),
-        "prompt_tokens": int(total("prompt_tokens")),
-        "completion_tokens": int(total("completion_tokens")),
-        "wall_s": round(total("wall_s"), 6),
-        "cost": total("cost"),
-    }
-
-
-def _workers(cfg: CollectConfig) -> int:
-    if cfg.workers is not None:
-        return cfg.workers
-    if cfg.agent == "gold":
-        return 1
-    backend, _ = parse_spec(cfg.model)
-    return 8 if backend == "openai" else 1
-
-
 class _Run:
-    """The state of one collection: logs, finished ids, per-thread environments."""
+    """The state of one collection: logs, finished ids, the summary; only it writes."""
 
-    def __init__(self, cfg: CollectConfig, model: ChatModel | None) -> None:
+    def __init__(self, cfg: CollectConfig) -> None:
         self.cfg = cfg
-        self.model = model
         self.out = AppendLog(cfg.out)
         self.ledger = AppendLog(ledger_path(cfg.out))
         self.summary = CollectSummary(out=str(cfg.out), ledger=str(self.ledger.path))
+        self.fresh = CollectSummary(out=str(cfg.out), ledger=str(self.ledger.path))
+        """This run's new entries only (its throughput)."""
         self.done: set[str] = set()
-        self._local = threading.local()
-        self._envs: list[Environment] = []
-        self._envs_lock = threading.Lock()
         self.lock = threading.Lock()
-
-    def make_env(self) -> Environment:
-        env = load_env(self.cfg.env, split=self.cfg.split, **self.cfg.env_options)
-        with self._envs_lock:
-            self._envs.append(env)
-        return env
-
-    def env(self) -> Environment:
-        env = getattr(self._local, "env", None)
-        if env is None:
-            env = self._local.env = self.make_env()
-        return env
 
     def resume(self) -> None:
         """Read both logs, repair torn tails, restore lost ledger lines."""
@@ -216,7 +151,7 @@ class _Run:
             tid = str(raw.get("id"))
             if tid not in by_id:  # killed between the two appends: write the ledger line now
                 traj = Trajectory.model_validate(raw)
-                entry = _entry(traj, [traj], None)
+                entry = ledger_entry(traj, [traj], None)
                 self.ledger.append(entry)
                 by_id[tid] = entry
         for tid, entry in by_id.items():
@@ -226,59 +161,21 @@ class _Run:
             self.summary.add(entry)
         self.summary.resumed = len(self.done)
 
-    def agent_options(self, attempt: int) -> dict[str, Any]:
-        cfg = self.cfg
-        opts = dict(cfg.agent_options)
-        opts["seed"] = cfg.seed + attempt
-        if cfg.samples > 1:
-            opts["temperature"] = cfg.sample_temperature
-        if cfg.first_thought_prefix:
-            opts["first_thought"] = cfg.first_thought_prefix
-        if (cfg.price_prompt or cfg.price_completion) and self.model is not None:
-            price = TokenPrice(prompt=cfg.price_prompt, completion=cfg.price_completion)
-            opts.setdefault("prices", {})[self.model.name] = price
-        return opts
-
-    def run_task(self, task: Task) -> dict[str, Any]:
-        env = self.env()
-        attempts: list[Trajectory] = []
-        for attempt in range(self.cfg.samples):
-            traj = run_episode(
-                env,
-                task,
-                agent=self.cfg.agent,
-                model=self.model,
-                options=self.agent_options(attempt),
-                attempt=attempt,
-            )
-            attempts.append(traj)
-            if traj.meta.get("success") or traj.meta.get("error"):
-                break
-        traj = attempts[-1]
-        if len(attempts) > 1:
-            traj = traj.model_copy(update={"meta": {**traj.meta, "attempts": len(attempts)}})
-        reason = _reason(traj, self.cfg)
-        entry = _entry(traj, attempts, reason)
+    def record(self, traj: Trajectory, entry: dict[str, Any]) -> dict[str, Any]:
+        """Write a finished task: its trajectory (when kept), then its ledger line."""
         with self.lock:  # trajectory first: a kill between the two is repaired on resume
-            if reason is None:
+            if entry.get("kept"):
                 self.out.append(traj.model_dump(mode="json"))
             self.ledger.append(entry)
             self.done.add(traj.id)
             self.summary.add(entry)
             self.summary.new += 1
+            self.fresh.add(entry)
         return entry
 
     def close(self) -> None:
         self.out.close()
         self.ledger.close()
-        for env in self._envs:
-            env.close()
-
-
-def _pending(run: _Run, tasks: list[Task]) -> Iterator[Task]:
-    for task in tasks:
-        if str(task["id"]) not in run.done:
-            yield task
 
 
 def collect(
@@ -291,52 +188,86 @@ def collect(
 
     Args:
         config: what to run and where to write.
-        model: a loaded model to use instead of loading ``config.model``.
+        model: a loaded model to use instead of loading ``config.model`` (local backend;
+            Ray replicas load their own).
         on_entry: called with each new ledger entry (progress hooks, tests).
 
     Returns:
-        The summary over every finished task of the output (this run's and earlier ones).
+        The summary over every finished task of the output (this run's and earlier ones),
+        with this run's throughput.
     """
     started = time.perf_counter()
-    if config.agent != "gold" and model is None:
-        model = load_model(config.model, **config.model_options)
-    run = _Run(config, model)
+    workers = collect_workers(config)
+    run = _Run(config)
     try:
         run.resume()
-        catalog = run.make_env()
+        tasks = _tasks(config)
+        todo = [t for t in tasks if str(t["id"]) not in run.done]
+        with _progress(config, len(tasks), len(tasks) - len(todo), run.summary) as tick:
+
+            def finished(traj: Trajectory, entry: dict[str, Any]) -> None:
+                tick(run.record(traj, entry))
+                if on_entry is not None:
+                    on_entry(entry)
+
+            if config.backend == "ray":
+                from slmkit.simulators.ray_backend import run_on_ray
+
+                for traj, entry in run_on_ray(config, todo, workers):
+                    finished(traj, entry)
+            else:
+                if model is None:
+                    model = load_agent_model(config, workers)
+                runner = TaskRunner(config, model)
+                try:
+                    _run_threads(runner, todo, workers, finished)
+                finally:
+                    runner.close()
+    finally:
+        run.close()
+    run.summary.elapsed_s = round(time.perf_counter() - started, 3)
+    run.summary.throughput(run.fresh, workers * config.replicas)
+    return run.summary
+
+
+def _tasks(config: CollectConfig) -> list[Task]:
+    catalog = load_env(config.env, split=config.split, **config.env_options)
+    try:
         if config.n is None and getattr(catalog, "unbounded", False):
             raise SimulationError(
                 f"{config.env} generates tasks without end; say how many",
                 hint="pass n (on the command line: --limit N)",
             )
         tasks = list(catalog.tasks(config.split, limit=config.n))
-        ids = [str(t["id"]) for t in tasks]
-        if len(set(ids)) != len(ids):
-            raise SimulationError(f"{config.env} has duplicate task ids", hint="report this bug")
-        todo = list(_pending(run, tasks))
-        with _progress(config, len(tasks), len(tasks) - len(todo), run.summary) as tick:
-            workers = _workers(config)
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                queue = iter(todo)
-                running: set[Future[dict[str, Any]]] = set()
-                while True:
-                    while len(running) < workers * 2:
-                        task = next(queue, None)
-                        if task is None:
-                            break
-                        running.add(pool.submit(run.run_task, task))
-                    if not running:
-                        break
-                    finished, running = wait(running, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        entry = fut.result()
-                        tick(entry)
-                        if on_entry is not None:
-                            on_entry(entry)
     finally:
-        run.close()
-    run.summary.elapsed_s = round(time.perf_counter() - started, 3)
-    return run.summary
+        catalog.close()
+    ids = [str(t["id"]) for t in tasks]
+    if len(set(ids)) != len(ids):
+        raise SimulationError(f"{config.env} has duplicate task ids", hint="report this bug")
+    return tasks
+
+
+def _run_threads(
+    runner: TaskRunner,
+    todo: list[Task],
+    workers: int,
+    finished: Callable[[Trajectory, dict[str, Any]], None],
+) -> None:
+    """``workers`` episodes at a time (their model calls decode together)."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        queue = iter(todo)
+        running: set[Future[tuple[Trajectory, dict[str, Any]]]] = set()
+        while True:
+            while len(running) < workers * 2:
+                task = next(queue, None)
+                if task is None:
+                    break
+                running.add(pool.submit(runner.run, task))
+            if not running:
+                return
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                finished(*fut.result())
 
 
 class _progress:

@@ -9,7 +9,9 @@ model can carry an agent in production:
 * **executable-call rate**: tool calls that ran without error, over all calls;
 * **latency**: p50/p95 of step wall time and of task wall time;
 * **tokens and cost per successful task**: everything spent (failed runs included),
-  divided by the successes, which is what a success really costs.
+  divided by the successes, which is what a success really costs;
+* **throughput**: episodes, model calls and generated tokens per second of this run
+  (``workers`` episodes at a time, their calls decoded together).
 
 Results: ``eval.jsonl`` (one trajectory per task, resumable like collection),
 ``eval.summary.json`` (the :class:`EvalReport`), ``eval.md`` (a Markdown table) and
@@ -22,7 +24,7 @@ in :mod:`slmkit.simulators.report`, from the trajectories alone.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,7 +58,16 @@ class EvalConfig(BaseModel):
     out: Path = Field(
         default=Path("eval.jsonl"), description="results JSONL (summary/md/png beside it)"
     )
-    workers: int | None = Field(default=None, ge=1, description="concurrent episodes")
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="concurrent episodes, decoded together by the model (per replica on ray)",
+    )
+    backend: Literal["local", "ray"] = Field(
+        default="local", description="local (threads) | ray (Ray Data over replicas)"
+    )
+    replicas: int = Field(default=1, ge=1, description="ray backend: model replicas")
+    replica_gpus: float = Field(default=0.0, ge=0, description="ray backend: GPUs per replica")
     price_prompt: float = Field(default=0.0, ge=0, description="price per 1M prompt tokens")
     price_completion: float = Field(default=0.0, ge=0, description="price per 1M completion tokens")
     chart: bool = Field(default=True, description="also write a PNG chart")
@@ -65,7 +76,7 @@ class EvalConfig(BaseModel):
 
 def evaluate(config: EvalConfig, *, model: ChatModel | None = None) -> EvalReport:
     """Run (or resume) the evaluation ``config`` describes and write its reports."""
-    collect(
+    summary = collect(
         CollectConfig(
             env=config.env,
             env_options=config.env_options,
@@ -81,6 +92,9 @@ def evaluate(config: EvalConfig, *, model: ChatModel | None = None) -> EvalRepor
             drop_max_steps=False,
             drop_errors=False,
             workers=config.workers,
+            backend=config.backend,
+            replicas=config.replicas,
+            replica_gpus=config.replica_gpus,
             price_prompt=config.price_prompt,
             price_completion=config.price_completion,
             progress=config.progress,
@@ -92,6 +106,10 @@ def evaluate(config: EvalConfig, *, model: ChatModel | None = None) -> EvalRepor
     report = report_from_trajectories(
         runs, env=config.env, agent=config.agent, model=model_name, split=config.split
     )
+    report.workers = summary.workers
+    report.episodes_per_s = summary.episodes_per_s
+    report.calls_per_s = summary.calls_per_s
+    report.tokens_per_s = summary.tokens_per_s
     base = config.out.with_suffix("")
     files = {
         "results": str(config.out),

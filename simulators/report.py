@@ -58,6 +58,13 @@ class EvalReport(BaseModel):
     cost_per_success: float | None = None
     errors: int = 0
     stopped: dict[str, int] = Field(default_factory=dict)
+    workers: int | None = None
+    episodes_per_s: float | None = None
+    """Throughput of the run that produced the results (None when recomputed from a file:
+    a results file does not say how long its runs took together)."""
+    calls_per_s: float | None = None
+    tokens_per_s: float | None = None
+    """Generated tokens per second."""
     files: dict[str, str] = Field(default_factory=dict)
 
 
@@ -140,6 +147,10 @@ def _money(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4f}"
 
 
+def _rate_s(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3g}/s"
+
+
 METRICS: list[
     tuple[str, str, Callable[[EvalReport], float | None], Callable[[float | None], str], bool]
 ] = [
@@ -160,6 +171,9 @@ METRICS: list[
     ("tok_task", "tokens / task", lambda r: r.tokens_per_task, _num, False),
     ("tok_success", "tokens / success", lambda r: r.tokens_per_success, _num, False),
     ("cost_success", "cost / success", lambda r: r.cost_per_success, _money, False),
+    ("episodes_s", "episodes/s", lambda r: r.episodes_per_s, _rate_s, True),
+    ("calls_s", "calls/s", lambda r: r.calls_per_s, _rate_s, True),
+    ("tokens_s", "tokens/s (generated)", lambda r: r.tokens_per_s, _rate_s, True),
 ]
 """``(key, label, getter, formatter, higher_is_better)`` of every reported metric."""
 

@@ -28,10 +28,10 @@ from typing import Any
 from slmkit.models import (
     BackendUnavailableError,
     ChatModel,
-    Constraint,
-    Message,
+    Generation,
     RawOutput,
-    Sampling,
+    Request,
+    RowResult,
 )
 
 __all__ = ["RayDataModel", "ray_available"]
@@ -114,16 +114,12 @@ class RayDataModel(ChatModel):
 
         return build(config, preprocess=preprocess, postprocess=postprocess)
 
-    def _generate_batch(
-        self,
-        conversations: list[list[Message]],
-        constraint: Constraint | None,
-        sampling: Sampling,
-    ) -> list[tuple[list[RawOutput], int]]:
+    def _generate_batch(self, requests: list[Request]) -> list[RowResult]:
         import ray
 
         rows = []
-        for i, messages in enumerate(conversations):
+        for i, req in enumerate(requests):
+            sampling, constraint = req.sampling, req.constraint
             for j in range(sampling.n):
                 params: dict[str, Any] = {
                     "temperature": sampling.temperature,
@@ -137,15 +133,15 @@ class RayDataModel(ChatModel):
                 if constraint is not None and constraint.json_schema is not None:
                     params[self.structured_key] = {"json": constraint.json_schema}
                 rows.append(
-                    {"index": i * sampling.n + j, "messages": messages, "sampling_params": params}
+                    {"index": f"{i}:{j}", "messages": req.messages, "sampling_params": params}
                 )
         if not ray.is_initialized():
             ray.init(ignore_reinit_error=True)  # RAY_ADDRESS selects a cluster, else local
         done = self._processor()(ray.data.from_items(rows)).take_all()
-        by_index = {int(r["index"]): r for r in done}
-        out: list[tuple[list[RawOutput], int]] = []
-        for i in range(len(conversations)):
-            samples = [by_index[i * sampling.n + j] for j in range(sampling.n)]
+        by_index = {str(r["index"]): r for r in done}
+        out: list[RowResult] = []
+        for i, req in enumerate(requests):
+            samples = [by_index[f"{i}:{j}"] for j in range(req.sampling.n)]
             raws = [
                 RawOutput(
                     text=str(s["text"]),
@@ -154,5 +150,5 @@ class RayDataModel(ChatModel):
                 )
                 for s in samples
             ]
-            out.append((raws, int(samples[0]["prompt_tokens"])))
+            out.append(Generation(raws, int(samples[0]["prompt_tokens"])))
         return out

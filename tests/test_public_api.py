@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 PROMISED = {
-    "slmkit.models": {"load_model", "ChatModel", "Completion"},
+    "slmkit.models": {"load_model", "ChatModel", "Completion", "Request", "Generation"},
     "slmkit.tools": {"tool", "Tool", "ToolRegistry", "ToolResult", "PythonSandbox"},
     "slmkit.retrieval": {"Index", "Passage", "answer", "CitedAnswer", "Citation", "verify_quote"},
     "slmkit.agents": {"ToolAgent", "CodeAgent", "RagAgent", "Router", "RunResult", "Trajectory"},
@@ -34,7 +34,7 @@ def test_all_names_the_promised_api_and_every_name_resolves(package: str) -> Non
 
 
 def test_chat_is_part_of_the_model_contract(smollm: Any) -> None:
-    """The embedded model answers through both public forms of the contract."""
+    """The embedded model answers through every public form of the contract."""
     from slmkit.models import ChatModel, Completion
 
     assert isinstance(smollm, ChatModel)
@@ -44,3 +44,6 @@ def test_chat_is_part_of_the_model_contract(smollm: Any) -> None:
     assert isinstance(one, Completion) and one.model == smollm.name
     assert len(many) == 2 and all(isinstance(c, Completion) for c in many)
     assert one.usage.completion_tokens >= 1
+    rows = [smollm.request(hello, max_tokens=2), smollm.request([], max_tokens=2)]
+    ok, bad = smollm.chat_requests(rows)  # the per-row form: a bad row fails alone
+    assert isinstance(ok, Completion) and isinstance(bad, Exception)

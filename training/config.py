@@ -251,6 +251,9 @@ class DistillConfig(BaseModel):
     agent_options: dict[str, Any] = Field(
         default_factory=dict, description="AgentConfig fields for teacher and student"
     )
+    collect_workers: int | None = Field(
+        None, ge=1, description="concurrent teacher episodes, decoded together by the teacher"
+    )
     # filter
     keep_recovered_errors: bool = Field(
         True, description="keep successful runs that had a failed tool call on the way"
@@ -269,6 +272,8 @@ class DistillConfig(BaseModel):
         description="how the students before and after run: transformers (the HF folders "
         "as trained), or llamacpp (both exported to F16 GGUF the same way)",
     )
-    eval_workers: int | None = Field(None, ge=1, description="concurrent eval episodes")
+    eval_workers: int | None = Field(
+        None, ge=1, description="concurrent eval episodes, decoded together by the student"
+    )
     seed: int = Field(0, description="seed of collection and training")
     progress: bool = Field(True, description="show progress bars")

@@ -25,7 +25,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from slmkit.agents import AgentConfig, ToolAgent, Trajectory, action_text
-from slmkit.models import ChatModel, Constraint, Message, RawOutput, Sampling, to_text_messages
+from slmkit.models import ChatModel, Request, RowResult, to_text_messages
 from slmkit.tools import Tool
 from slmkit.training.errors import TrainingError
 from slmkit.training.student import student_system_prompt
@@ -49,9 +49,7 @@ class _RenderOnly(ChatModel):
     name = "render-only"
     backend = "none"
 
-    def _generate_batch(
-        self, conversations: list[list[Message]], constraint: Constraint | None, sampling: Sampling
-    ) -> list[tuple[list[RawOutput], int]]:
+    def _generate_batch(self, requests: list[Request]) -> list[RowResult]:
         raise TrainingError("internal: the rendering agent cannot generate", hint="report this")
 
 

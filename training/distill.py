@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.agents import Trajectory, read_trajectories
-from slmkit.models import existing_path, load_model
+from slmkit.models import batching_options, existing_path, load_model
 from slmkit.training.config import STAGES, DistillConfig
 from slmkit.training.errors import TrainingError
 from slmkit.training.filtering import filter_trajectories
@@ -78,9 +78,9 @@ class _Pipeline:
         from slmkit.simulators import CollectConfig, collect
 
         cfg = self.cfg
-        model = (
-            None if cfg.teacher_agent == "gold" else load_model(cfg.teacher, **cfg.teacher_options)
-        )
+        workers = cfg.collect_workers or 1
+        options = {**batching_options(cfg.teacher, workers), **cfg.teacher_options}
+        model = None if cfg.teacher_agent == "gold" else load_model(cfg.teacher, **options)
         summaries: dict[str, Any] = {}
         for env in cfg.train_envs:
             self.say("collect", f"{env} ({cfg.train_split}, {cfg.train_n or 'all'} tasks)")
@@ -102,6 +102,7 @@ class _Pipeline:
                     keep="all",
                     drop_parse_errors=False,
                     drop_max_steps=False,
+                    workers=cfg.collect_workers,
                     progress=cfg.progress,
                 ),
                 model=model,

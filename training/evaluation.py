@@ -13,15 +13,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from slmkit.models import ChatModel, load_model
+from slmkit.models import ChatModel, batching_options, load_model
 from slmkit.training.student import load_student
 
 __all__ = ["eval_before_after"]
 
 
 def _models(
-    folder: Path, base: Path, trained: Path, backend: Literal["transformers", "llamacpp"]
+    folder: Path,
+    base: Path,
+    trained: Path,
+    backend: Literal["transformers", "llamacpp"],
+    workers: int,
 ) -> dict[str, tuple[str, Callable[[], ChatModel]]]:
+    """Each side's spec and loader, sized for ``workers`` concurrent episodes."""
+
+    def _sized(backend: str) -> dict[str, Any]:
+        return batching_options(f"{backend}:model", workers)
+
     if backend == "llamacpp":
         from slmkit.training.export import export_gguf
 
@@ -30,11 +39,11 @@ def _models(
         return {
             "before": (
                 f"llamacpp:{base_gguf}",
-                lambda: load_model(f"llamacpp:{base_gguf}", cache=False),
+                lambda: load_model(f"llamacpp:{base_gguf}", cache=False, **_sized("llamacpp")),
             ),
             "after": (
                 f"llamacpp:{trained_gguf}",
-                lambda: load_student(f"llamacpp:{trained_gguf}", trained),
+                lambda: load_student(f"llamacpp:{trained_gguf}", trained, **_sized("llamacpp")),
             ),
         }
     return {
@@ -69,7 +78,7 @@ def eval_before_after(
     from slmkit.simulators import EvalConfig, evaluate
 
     out: dict[str, Any] = {}
-    for label, (spec, make) in _models(folder, base, trained, backend).items():
+    for label, (spec, make) in _models(folder, base, trained, backend, workers or 1).items():
         if say is not None:
             say("eval", f"{label}: {spec} on {env} ({split})")
         model = make()

@@ -125,6 +125,9 @@ def _result_rows(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[li
         ("mean_reward", "mean reward", "{:.3f}"),
         ("tokens_per_task", "tokens / task", "{:,.0f}"),
         ("task_p50_s", "task p50 latency (s)", "{:.2f}"),
+        ("episodes_per_s", "episodes/s", "{:.3g}"),
+        ("calls_per_s", "calls/s", "{:.3g}"),
+        ("tokens_per_s", "generated tokens/s", "{:.3g}"),
     ):
         rows.append(
             [
@@ -247,6 +250,8 @@ def write_distill_report(
                 _pct(s.get("success_rate")),
                 str(s.get("attempts")),
                 f"{int(s.get('prompt_tokens', 0)) + int(s.get('completion_tokens', 0)):,}",
+                _num(s.get("calls_per_s"), "{:.3g}"),
+                _num(s.get("tokens_per_s"), "{:.3g}"),
             ]
         )
     flt = _outputs(statuses, "filter")

@@ -24,14 +24,19 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slmkit.agents import Trajectory
 from slmkit.models import ChatModel, VllmModel
 from slmkit.training.data import agent_conversation, assistant_token_mask
 from slmkit.training.errors import TrainingError
+
+if TYPE_CHECKING:
+    from slmkit.simulators import Environment
 
 __all__ = ["AgentRollout", "env_reward", "prompt_key"]
 
@@ -56,6 +61,8 @@ class AgentRollout:
         temperature: sampling temperature of the policy.
         max_completion_length: tokens kept of one episode's completion.
         log: a JSONL file receiving ``{"task_id", "reward", "step"}`` per rollout.
+        workers: episodes run at once (None: all of a step's), each in its own thread and
+            environment; the policy decodes their calls together.
     """
 
     def __init__(
@@ -69,10 +76,14 @@ class AgentRollout:
         max_completion_length: int = 256,
         log: Path | None = None,
         seed: int = 0,
+        workers: int | None = None,
     ) -> None:
-        from slmkit.simulators import load_env
-
-        self.env = load_env(env, split="train", **dict(env_options or {}))
+        self._env_args = (env, dict(env_options or {}))
+        self.env = self._make_env()
+        self._envs = [self.env]
+        self._free_envs = [self.env]
+        self._envs_lock = threading.Lock()
+        self.workers = workers
         self.tasks = dict(tasks)
         self.agent_options = dict(agent_options or {})
         self.temperature = temperature
@@ -88,7 +99,8 @@ class AgentRollout:
         if self._model is not None:
             return self._model
         if getattr(trainer, "use_vllm", False):
-            self._model = _ColocatedVllm(trainer.vllm_generation.llm, "policy")
+            # The engine TRL already runs: no second copy of the weights.
+            self._model = VllmModel("policy", llm=trainer.vllm_generation.llm)
         else:
             from slmkit.models import TransformersModel
 
@@ -137,7 +149,7 @@ class AgentRollout:
         from slmkit.simulators import run_episode
 
         model = trainer.model
-        was_training = bool(model.training)  # generation below switches it to eval mode
+        was_training = bool(model.training)  # generation below may switch it to eval mode
         policy = self._policy(trainer)
         out: dict[str, Any] = {
             "prompt_ids": [],
@@ -147,37 +159,50 @@ class AgentRollout:
             "env_reward": [],
         }
         records = []
-        try:
-            for prompt in prompts:
-                task = self.tasks.get(prompt_key(prompt))
-                if task is None:
-                    raise TrainingError(
-                        "a GRPO prompt matches no task", hint="build the dataset with rl()"
-                    )
-                options = {
-                    **self.agent_options,
-                    "temperature": self.temperature,
-                    "seed": self._rng.randrange(2**31),
-                }
-                traj = run_episode(self.env, task, model=policy, options=options)
-                p, c, m = self._tokens(trainer.processing_class, traj)
-                reward = float(traj.reward or 0.0)
-                out["prompt_ids"].append(p)
-                out["completion_ids"].append(c)
-                out["env_mask"].append(m)
-                out["env_reward"].append(reward)
-                records.append(
-                    {
-                        "task_id": task["id"],
-                        "reward": reward,
-                        "step": trainer.state.global_step,
-                        "completion_tokens": sum(m),
-                        "error": traj.meta.get("error"),
-                        "traceback": traj.meta.get("traceback"),
-                    }
+        jobs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for prompt in prompts:
+            task = self.tasks.get(prompt_key(prompt))
+            if task is None:
+                raise TrainingError(
+                    "a GRPO prompt matches no task", hint="build the dataset with rl()"
                 )
+            options = {
+                **self.agent_options,
+                "temperature": self.temperature,
+                "seed": self._rng.randrange(2**31),  # drawn here: the same whatever the threads
+            }
+            jobs.append((task, options))
+
+        def episode(job: tuple[dict[str, Any], dict[str, Any]]) -> Trajectory:
+            env = self._take_env()
+            try:
+                return run_episode(env, job[0], model=policy, options=job[1])
+            finally:
+                with self._envs_lock:
+                    self._free_envs.append(env)
+
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, self.workers or len(jobs))) as pool:
+                trajectories = list(pool.map(episode, jobs))
         finally:
             model.train(was_training)
+        for (task, _), traj in zip(jobs, trajectories, strict=True):
+            p, c, m = self._tokens(trainer.processing_class, traj)
+            reward = float(traj.reward or 0.0)
+            out["prompt_ids"].append(p)
+            out["completion_ids"].append(c)
+            out["env_mask"].append(m)
+            out["env_reward"].append(reward)
+            records.append(
+                {
+                    "task_id": task["id"],
+                    "reward": reward,
+                    "step": trainer.state.global_step,
+                    "completion_tokens": sum(m),
+                    "error": traj.meta.get("error"),
+                    "traceback": traj.meta.get("traceback"),
+                }
+            )
         if self.log is not None:
             with self.log.open("a", encoding="utf-8") as f:
                 f.writelines(json.dumps(r) + "\n" for r in records)
@@ -192,14 +217,22 @@ class AgentRollout:
             )
         return out
 
+    def _make_env(self) -> Environment:
+        from slmkit.simulators import load_env
+
+        name, options = self._env_args
+        return load_env(name, split="train", **options)
+
+    def _take_env(self) -> Environment:
+        """An environment no other episode is using (one is made when none is free)."""
+        with self._envs_lock:
+            if self._free_envs:
+                return self._free_envs.pop()
+        env = self._make_env()
+        with self._envs_lock:
+            self._envs.append(env)
+        return env
+
     def close(self) -> None:
-        self.env.close()
-
-
-class _ColocatedVllm(VllmModel):
-    """slmkit's vLLM backend over the engine TRL already runs (no second copy of the weights)."""
-
-    def __init__(self, llm: Any, name: str) -> None:
-        # Not super().__init__: that would start another engine.
-        self.name = name
-        self._llm = llm
+        for env in self._envs:
+            env.close()

@@ -14,7 +14,7 @@ from slmkit.models import (
     Completion,
     Message,
     ModelError,
-    Sampling,
+    Request,
     WrappedModel,
 )
 
@@ -55,11 +55,13 @@ def test_a_wrapper_rewrites_then_delegates_to_the_public_api(smollm: ChatModel) 
         [{"role": "system", "content": "Answer in one word."}, {"role": "user", "content": "Hi"}]
     ]
     assert len(model.chat_batch([[{"role": "user", "content": "a"}]] * 2, max_tokens=2)) == 2
+    rows = [model.request([{"role": "user", "content": "b"}], max_tokens=2, seed=s) for s in (1, 2)]
+    assert all(isinstance(r, Completion) for r in model.chat_requests(rows))
 
 
 def test_a_wrapper_has_no_raw_interface(smollm: ChatModel) -> None:
     with pytest.raises(ModelError, match="no raw interface") as err:
-        WrappedModel(smollm)._generate_batch([[{"role": "user", "content": "x"}]], None, Sampling())
+        WrappedModel(smollm)._generate_batch([Request([{"role": "user", "content": "x"}])])
     assert err.value.hint and "chat" in err.value.hint
 
 
@@ -70,7 +72,11 @@ def test_every_public_method_of_the_contract_is_delegated() -> None:
         for name, member in inspect.getmembers(ChatModel, inspect.isfunction)
         if not name.startswith("_")
     }
-    assert public == {"chat", "chat_batch", "close"}, "delegate the new method in WrappedModel"
-    assert "chat_batch" in WrappedModel.__dict__ and "close" in WrappedModel.__dict__
+    assert public == {"chat", "chat_batch", "chat_requests", "request", "close"}, (
+        "delegate the new method in WrappedModel"
+    )
+    for name in ("chat_batch", "chat_requests", "close"):
+        assert name in WrappedModel.__dict__
+    # request only builds a row (with this model's grammar support, which is inner's)
     # chat is not overridden: it calls self.chat_batch, which is
     assert "self.chat_batch(" in inspect.getsource(ChatModel.chat)

@@ -67,7 +67,7 @@ def test_a_trajectory_whose_ledger_line_was_lost_is_not_run_again(tmp_path: Path
 
 def test_filters_keep_correct_runs_and_say_why_others_are_dropped() -> None:
     from slmkit.agents import Trajectory
-    from slmkit.simulators.collect import _reason
+    from slmkit.simulators.episodes import drop_reason as _reason
 
     cfg = CollectConfig(env="math", out=Path("unused.jsonl"))
     ok = Trajectory(

@@ -1,0 +1,49 @@
+"""Picking the next token from a row's logits: one sampler for both local backends.
+
+llama.cpp and transformers hand each row's (grammar-masked) logits to
+:func:`pick_token`, so a seed means the same thing on both, and a sampled row's output
+depends on its own seed only, never on what else shares its batch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from slmkit.models.base import Sampling
+
+__all__ = ["MIN_P", "cut_at_stop", "pick_token"]
+
+MIN_P = 0.05
+"""llama.cpp's default min-p: prunes the long tail of junk tokens that high temperatures
+otherwise let into free-text fields (applied before the temperature, as llama.cpp does)."""
+
+
+def pick_token(scores: NDArray[np.float32], sampling: Sampling, rng: np.random.Generator) -> int:
+    """The next token from (already masked) ``scores``: argmax when greedy, else sampled.
+
+    Sampling follows llama.cpp's chain: top-p and min-p on the untempered distribution,
+    then the temperature over what survived, then one draw from ``rng``.
+    """
+    if sampling.temperature <= 0:
+        return int(np.argmax(scores))
+    logits = scores.astype(np.float64)
+    probs = np.exp(logits - np.max(logits))
+    probs /= probs.sum()
+    keep = probs >= MIN_P * probs.max()
+    if sampling.top_p < 1.0:
+        order = np.argsort(-probs)
+        cumulative = np.cumsum(probs[order])
+        cut = int(np.searchsorted(cumulative, sampling.top_p)) + 1
+        nucleus = np.zeros_like(keep)
+        nucleus[order[:cut]] = True
+        keep &= nucleus
+    tempered = np.where(keep, logits / sampling.temperature, -np.inf)
+    weights = np.exp(tempered - np.max(tempered))
+    return int(rng.choice(weights.shape[0], p=weights / weights.sum()))
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """``text`` up to the first stop string in it."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
