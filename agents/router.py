@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from slmkit.agents.config import RouterConfig
+from slmkit.agents.errors import AgentError
 from slmkit.models import ChatModel, Completion, Message, SchemaLike, WrappedModel
 
 __all__ = ["FailureKind", "Routed", "Router", "Signals"]
@@ -77,6 +78,13 @@ class Router(WrappedModel):
         super().__init__(small, name=name, backend="router")
         self.large = large
         self.config = (config or RouterConfig()).model_copy(update=options)
+        wants_logprobs = self.config.min_confidence is not None and large is not None
+        if wants_logprobs and not small.supports_logprobs:
+            raise AgentError(
+                f"min_confidence needs token log-probabilities, which {small!r} does not report",
+                hint="use a llamacpp, transformers, vllm or openai small model, "
+                "or leave min_confidence unset",
+            )
         self.supports_grammar = small.supports_grammar and (large is None or large.supports_grammar)
         self.last: list[Routed] = []
         """The routing of the conversations of the last ``chat``/``chat_batch`` call."""
@@ -167,7 +175,7 @@ class Router(WrappedModel):
         threshold = self.config.min_confidence
         conf = out.first.confidence
         if threshold is not None and conf is not None and conf < threshold:
-            return f"low confidence {conf:.2f} < {threshold:.2f}"
+            return f"low confidence {conf:.3f} < {threshold:g}"
         return None
 
     def chat_batch(

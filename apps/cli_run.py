@@ -24,6 +24,7 @@ from slmkit.agents import (
     CodeAgentConfig,
     RagAgent,
     Router,
+    RouterConfig,
     RunResult,
     StepEvent,
     ToolAgent,
@@ -89,6 +90,15 @@ def run(
     fallback: Annotated[
         str | None, typer.Option(help="a larger model spec to escalate hard steps to")
     ] = None,
+    min_confidence: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="with --fallback: re-ask the larger model when the small one's mean "
+            "token probability is below this",
+        ),
+    ] = None,
     thread: Annotated[
         str | None, typer.Option(help="run id: the same id resumes an unfinished run")
     ] = None,
@@ -113,8 +123,16 @@ def run(
         "checkpoint_path": checkpoint_path,
     }
     options = merge_config(ctx, config, flags, rename={"first_thought_prefix": "first_thought"})
+    if min_confidence is not None and not fallback:
+        raise SlmkitError(
+            "--min-confidence needs a model to escalate to",
+            hint="add --fallback MODEL_SPEC (e.g. --fallback llamacpp:smollm2)",
+        )
     small = load_model(model)
-    chat: ChatModel = Router(small, load_model(fallback)) if fallback else small
+    chat: ChatModel = small
+    if fallback:
+        routing = RouterConfig(min_confidence=min_confidence)
+        chat = Router(small, load_model(fallback), routing)
     names = [n.strip() for n in tools.split(",") if n.strip()]
     registry = build_tools(names, model=small, index=index, code=code)
     gate = _ask_at_terminal if approve else None
