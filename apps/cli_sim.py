@@ -46,7 +46,10 @@ EnvOpt = Annotated[
     str, typer.Option("--env", "-e", help="environment, e.g. math, bfcl:simple, tau2-retail")
 ]
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="model spec, e.g. llamacpp:smollm2")]
-AgentOpt = Annotated[str, typer.Option("--agent", "-a", help="tool | code | rag | gold")]
+AgentOpt = Annotated[
+    str | None,
+    typer.Option("--agent", "-a", help="tool | code | rag | gold (default: the env's own)"),
+]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(help="concurrent episodes, their model calls decoded together (per replica)"),
@@ -60,7 +63,9 @@ _OPTS = {"env_opt": "env_options", "agent_opt": "agent_options", "model_opt": "m
 """Flags named unlike the config field they fill."""
 
 
-def _env_options(env: str, model: str, pairs: list[str] | None, agent: str) -> dict[str, Any]:
+def _env_options(
+    env: str, model: str, pairs: list[str] | None, agent: str | None
+) -> dict[str, Any]:
     opts = parse_kv(pairs)
     if env.startswith("tau2") and agent != "gold" and "user_model" not in opts:
         opts["user_model"] = model  # the customer is played by a model, as in tau2
@@ -89,7 +94,7 @@ def register(app: typer.Typer) -> None:
     def collect_cmd(
         ctx: typer.Context,
         env: EnvOpt = "math",
-        agent: AgentOpt = "tool",
+        agent: AgentOpt = None,
         model: ModelOpt = DEFAULT_SPEC,
         limit: Annotated[int | None, typer.Option(help="the first N tasks of the split")] = None,
         split: Annotated[str, typer.Option(help="task split")] = "train",
@@ -149,7 +154,7 @@ def register(app: typer.Typer) -> None:
     def eval_cmd(
         ctx: typer.Context,
         env: Annotated[str | None, typer.Option("--env", "-e", help="environment")] = None,
-        agent: AgentOpt = "tool",
+        agent: AgentOpt = None,
         model: ModelOpt = DEFAULT_SPEC,
         split: Annotated[str, typer.Option(help="task split")] = "test",
         limit: Annotated[int | None, typer.Option(help="the first N tasks")] = None,

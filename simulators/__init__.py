@@ -1,7 +1,7 @@
 """Environments (real and LLM-simulated), trajectory collection, evaluation, amplification.
 
 Agents learn from trajectories, and trajectories come from environments. One
-:class:`Environment` interface covers real ones (``bfcl``, ``math``, ``qa``,
+:class:`Environment` interface covers real ones (``bfcl``, ``math``, ``code``, ``qa``,
 ``tau2-retail``/``tau2-airline``) and :class:`SimulatedEnvironment`, where a model plays
 the tools and the user from tool schemas alone; :func:`measure_fidelity` says how close a
 simulator is to the real thing before you train on it::
@@ -26,6 +26,7 @@ from slmkit.simulators.fidelity import FidelityReport, fidelity_markdown, measur
 from slmkit.simulators.registry import (
     ENVIRONMENTS,
     EnvSpec,
+    default_agent,
     env_data_packages,
     load_env,
     register_env,
@@ -67,6 +68,7 @@ __all__ = [
     "amplify",
     "collect",
     "compare_markdown",
+    "default_agent",
     "env_data_packages",
     "env_tool",
     "evaluate",

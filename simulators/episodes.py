@@ -15,12 +15,12 @@ import threading
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slmkit.agents import TokenPrice, Trajectory
 from slmkit.models import DEFAULT_SPEC, ChatModel, batching_options, load_model, parse_spec
 from slmkit.simulators.base import Environment, Task
-from slmkit.simulators.registry import load_env
+from slmkit.simulators.registry import fill_default_agent, load_env
 from slmkit.simulators.runner import AgentKind, run_episode
 
 __all__ = [
@@ -44,7 +44,9 @@ class CollectConfig(BaseModel):
     )
     split: str = Field(default="train", description="task split")
     n: int | None = Field(default=None, ge=1, description="the first n tasks of the split")
-    agent: AgentKind = Field(default="tool", description="tool | code | rag | gold")
+    agent: AgentKind = Field(
+        default="tool", description="tool | code | rag | gold (None: the environment's default)"
+    )
     model: str = Field(default=DEFAULT_SPEC, description="model spec of the agent")
     model_options: dict[str, Any] = Field(
         default_factory=dict, description="backend options, e.g. {'n_ctx': 8192}"
@@ -82,6 +84,11 @@ class CollectConfig(BaseModel):
     price_prompt: float = Field(default=0.0, ge=0, description="price per 1M prompt tokens")
     price_completion: float = Field(default=0.0, ge=0, description="price per 1M completion tokens")
     progress: bool = Field(default=True, description="show a progress bar")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_agent(cls, data: Any) -> Any:
+        return fill_default_agent(data)
 
 
 def drop_reason(traj: Trajectory, cfg: CollectConfig) -> str | None:

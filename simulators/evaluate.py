@@ -26,11 +26,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from slmkit.agents import read_trajectories
 from slmkit.models import DEFAULT_SPEC, ChatModel
 from slmkit.simulators.collect import CollectConfig, collect
+from slmkit.simulators.registry import fill_default_agent
 from slmkit.simulators.report import (
     EvalReport,
     markdown_table,
@@ -51,7 +52,9 @@ class EvalConfig(BaseModel):
     env_options: dict[str, Any] = Field(default_factory=dict, description="environment options")
     split: str = Field(default="test", description="task split")
     limit: int | None = Field(default=None, ge=1, description="the first N tasks")
-    agent: AgentKind = Field(default="tool", description="tool | code | rag | gold")
+    agent: AgentKind = Field(
+        default="tool", description="tool | code | rag | gold (None: the environment's default)"
+    )
     model: str = Field(default=DEFAULT_SPEC, description="model spec")
     model_options: dict[str, Any] = Field(default_factory=dict, description="backend options")
     agent_options: dict[str, Any] = Field(default_factory=dict, description="AgentConfig fields")
@@ -72,6 +75,11 @@ class EvalConfig(BaseModel):
     price_completion: float = Field(default=0.0, ge=0, description="price per 1M completion tokens")
     chart: bool = Field(default=True, description="also write a PNG chart")
     progress: bool = Field(default=True, description="show a progress bar")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_agent(cls, data: Any) -> Any:
+        return fill_default_agent(data)
 
 
 def evaluate(config: EvalConfig, *, model: ChatModel | None = None) -> EvalReport:

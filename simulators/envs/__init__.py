@@ -4,6 +4,7 @@
 ``bfcl``           BFCL single-turn function calling (``bfcl_data`` loads the
                    questions, ``bfcl_check`` is the AST checker)
 ``math``           numeric word problems with a sandbox and a calculator
+``code``           HumanEval functions, graded by their hidden tests in a sandbox
 ``qa``             questions over a retrieval index (``qa_tasks`` generates them)
 ``tau2``           tau2-bench customer service (``tau2_data`` loads a domain)
 ``simulated``      tools and user played by a model from schemas alone (``user``
@@ -16,10 +17,19 @@ imports them on first use; nothing here imports the registry back.
 """
 
 from slmkit.simulators.envs.bfcl import BfclEnv
+from slmkit.simulators.envs.code import CodeEnv
 from slmkit.simulators.envs.math import MathEnv
 from slmkit.simulators.envs.qa import QaEnv
 from slmkit.simulators.envs.simulated import SimulatedEnvironment
 from slmkit.simulators.envs.tau2 import Tau2Env
 from slmkit.simulators.envs.user import UserSimulator
 
-__all__ = ["BfclEnv", "MathEnv", "QaEnv", "SimulatedEnvironment", "Tau2Env", "UserSimulator"]
+__all__ = [
+    "BfclEnv",
+    "CodeEnv",
+    "MathEnv",
+    "QaEnv",
+    "SimulatedEnvironment",
+    "Tau2Env",
+    "UserSimulator",
+]

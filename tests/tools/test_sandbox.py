@@ -320,6 +320,9 @@ def test_final_answer_records_and_stops(sb: PythonSandbox) -> None:
     assert r.ok and r.stdout == "working\n"
     caught = sb.run("try:\n    final_answer(7)\nexcept Exception:\n    print('swallowed')")
     assert caught.finished and caught.final_answer == 7 and "swallowed" not in caught.stdout
+    sb.run("def twice(x):\n    return 2 * x")
+    handed = sb.run("final_answer(twice)")  # a function is handed in as its code
+    assert handed.final_answer == "def twice(x):\n    return 2 * x"
     assert not sb.run("print(1)").finished
 
 

@@ -547,6 +547,19 @@ class _FinalAnswer(BaseException):
     ``except Exception`` in user code does not swallow it."""
 
 
+def _answer_text(value: Any) -> str:
+    """How a value JSON cannot hold is handed in: a function or class defined in a cell
+    as its source code (``final_answer(solve)`` hands in the solution), else ``str``."""
+    if isinstance(value, type) or hasattr(value, "__code__"):
+        try:
+            import inspect
+
+            return inspect.getsource(value)
+        except (ImportError, OSError, TypeError):
+            pass
+    return str(value)
+
+
 class ToolCallError(Exception):
     """A host tool failed; the message is the host's error."""
 
@@ -657,9 +670,9 @@ class _Worker:
         return _tail(text.rstrip(), self.max_chars)
 
     def _final_answer(self, answer: Any) -> NoReturn:
-        """Record the task's answer and stop the cell."""
+        """Record the task's answer and stop the cell (a function's answer is its code)."""
         try:
-            self.final = json.loads(json.dumps(answer, default=str))
+            self.final = json.loads(json.dumps(answer, default=_answer_text))
         except (TypeError, ValueError):
             self.final = str(answer)
         raise _FinalAnswer
