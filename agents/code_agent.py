@@ -15,6 +15,9 @@ so state is restored without calling any host tool a second time.
 
 Self-consistency: each sampled candidate runs in a ``sandbox.fork()``; the winner's fork
 becomes the run's sandbox (its effects happened exactly once), the others are dropped.
+A fork isolates the sandbox, not the host: a candidate whose code calls a host tool that
+is not declared pure (``@tool(pure=True)``) is stopped at that call and voted on by its
+code instead, and only the winner runs, once, for real.
 """
 
 from __future__ import annotations
@@ -92,8 +95,13 @@ class _Box:
 
     def __init__(self, agent: CodeAgent) -> None:
         self.registry = agent.registry
+        self.may_try = agent._may_try
         self.replay: deque[dict[str, Any]] = deque()
         self.recording: list[dict[str, Any]] = []
+        self.trying = False
+        """True while a candidate runs in a fork: calls of impure host tools are refused."""
+        self.deferred: list[str] = []
+        """The impure host tools a candidate tried to call while ``trying``."""
         tools = {
             _py_name(t.name): self._wrap(t)
             for t in agent.registry
@@ -115,6 +123,9 @@ class _Box:
             head = self.replay[0] if self.replay else None
             if head is not None and head["name"] == tool.name and head["arguments"] == arguments:
                 record = self.replay.popleft()
+            elif self.trying and not self.may_try(tool.name):
+                self.deferred.append(tool.name)
+                raise RuntimeError(f"{tool.name} runs only for the chosen candidate")
             else:
                 r = self.registry.execute(ToolCall(name=tool.name, arguments=arguments))
                 record = {
@@ -258,7 +269,16 @@ class CodeAgent(LoopAgent):
         box = self._box(state)
         fork = box.sandbox.fork()
         code = str(action.calls[0].arguments["code"])
-        result, tape = box.run(code, fork)
+        box.trying, box.deferred = True, []
+        try:
+            result, tape = box.run(code, fork)
+        finally:
+            box.trying = False
+        if box.deferred:
+            # It would change the host: vote on the code itself; if it wins, `execute`
+            # runs it once in the real sandbox.
+            fork.close()
+            return Trial(index, action, ok=True, key=action.key(), notes={"deferred": box.deferred})
         outcome = self._outcome(result, time.perf_counter() - t0)
         key = f"{outcome.observation}\x1f{outcome.final_answer}"
         return Trial(

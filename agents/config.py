@@ -123,8 +123,9 @@ class AgentConfig(BaseModel):
     )
     side_effect_tools: list[str] = Field(
         default_factory=list,
-        description="tools that must not run for candidates that lose the vote; their "
-        "candidates are voted on by the action itself instead of its observation",
+        description="tools that must not run for candidates that lose the vote, even if "
+        "declared pure; a tool not declared pure (@tool(pure=True)) never does anyway: "
+        "its candidates are voted on by the action itself instead of its observation",
     )
     checkpoint: Literal["sqlite", "memory", "none"] = Field(
         default="sqlite", description="where run state is saved after every node"

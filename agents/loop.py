@@ -139,6 +139,15 @@ class LoopAgent(GraphAgent):
     def _observation_messages(self, call: ToolCall, outcome: CallOutcome) -> list[Message]:
         """The trajectory message(s) of a call's outcome."""
 
+    def _may_try(self, name: str) -> bool:
+        """Whether tool ``name`` may run for a candidate that can still lose the vote:
+        only a tool declared pure (``@tool(pure=True)``) and not in ``side_effect_tools``."""
+        return (
+            name in self.registry
+            and self.registry[name].pure
+            and name not in self.config.side_effect_tools
+        )
+
     def _adopt(self, trial: Trial) -> list[dict[str, Any]]:
         """Make a winning trial's isolated effects real; return its replay records."""
         return []

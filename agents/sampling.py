@@ -1,8 +1,9 @@
 """Self-consistent action generation: sample k actions, try each in isolation, vote.
 
 The agent samples ``k`` candidate actions for a step and runs each one where it cannot
-touch the real state (code in a forked sandbox, pure tools directly, side-effecting
-tools not at all). Candidates that fail are dropped; the rest vote with their
+touch the real state (code in a forked sandbox, tools declared pure directly, every
+other tool not at all: a tool is not pure unless it says so, so an undeclared side
+effect runs once, for the winner). Candidates that fail are dropped; the rest vote with their
 observation (two different programs that print the same number agree), and the largest
 group wins, the earliest candidate breaking ties. When every candidate failed, the first
 valid one is taken, so sampling never makes a step worse than greedy decoding would.

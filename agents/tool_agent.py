@@ -117,12 +117,11 @@ class ToolAgent(LoopAgent):
         return CallOutcome(ok=r.ok, observation=r.content, duration_s=r.duration_s), []
 
     def _trial(self, state: Mapping[str, Any], index: int, action: Action) -> Trial:
-        isolated = self.approve is None and not any(
-            c.name in self.config.side_effect_tools for c in action.calls
-        )
+        isolated = self.approve is None and all(self._may_try(c.name) for c in action.calls)
         if not isolated:
-            # Side effects (or a pending human decision) forbid trying it: vote on the
-            # action itself, and run only the winner, for real, in `execute`.
+            # A tool that is not declared pure (or a pending human decision) forbids
+            # trying it: vote on the action itself, and run only the winner, once, for
+            # real, in `execute`.
             ok = all(self.registry.validate(c) is None for c in action.calls)
             return Trial(index, action, ok=ok, key=action.key())
         outcomes = [self._run_call(state, c)[0] for c in action.calls]

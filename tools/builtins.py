@@ -131,7 +131,7 @@ def _eval(node: ast.AST) -> Any:
     raise ValueError(f"unsupported element in expression: {ast.unparse(node)!r}")
 
 
-@tool
+@tool(pure=True)
 def calculator(
     expression: Annotated[str, Field(min_length=1, max_length=200, pattern=EXPRESSION_PATTERN)],
 ) -> str:
@@ -146,7 +146,7 @@ def calculator(
     return str(round(value, 10) if isinstance(value, float) else value)
 
 
-@tool
+@tool(pure=True)
 def final_answer(answer: str) -> str:
     """Give the final answer to the task and stop.
 

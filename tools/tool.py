@@ -4,6 +4,11 @@ Tools come from typed, documented Python functions (:func:`tool`) or arrive as J
 function docs (:meth:`Tool.from_json_schema`, OpenAI or BFCL style). Either way the
 argument schema is what a constrained model is held to, and what calls are validated
 against before anything runs.
+
+A tool says whether it is *pure* (``@tool(pure=True)``): its result depends on its
+arguments alone and calling it changes nothing, so an agent may call it for candidate
+actions that lose a vote. Tools are not pure unless they say so: an undeclared side
+effect must never run more than once.
 """
 
 from __future__ import annotations
@@ -90,7 +95,10 @@ def normalize_parameters(schema: Any, *, where: str = "parameters") -> dict[str,
 
 @dataclass(frozen=True)
 class Tool:
-    """A callable (or schema-only) tool. ``fn`` is None for tools only a simulator plays."""
+    """A callable (or schema-only) tool. ``fn`` is None for tools only a simulator plays.
+
+    ``pure``: calling it has no effect beyond its result (see the module docs).
+    """
 
     name: str
     description: str
@@ -98,6 +106,7 @@ class Tool:
     fn: Callable[..., Any] | None = field(default=None, compare=False)
     args_model: type[BaseModel] | None = field(default=None, compare=False)
     output_schema: dict[str, Any] | None = None
+    pure: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):
@@ -108,7 +117,12 @@ class Tool:
 
     @classmethod
     def from_function(
-        cls, fn: Callable[..., Any], *, name: str | None = None, description: str | None = None
+        cls,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        pure: bool = False,
     ) -> Tool:
         """Build a tool from a typed function; the docstring gives the descriptions."""
         doc = inspect.getdoc(fn) or ""
@@ -147,6 +161,7 @@ class Tool:
             parameters=schema,
             fn=fn,
             args_model=model,
+            pure=pure,
         )
 
     @classmethod
@@ -158,6 +173,7 @@ class Tool:
         fn: Callable[..., Any] | None = None,
         *,
         output_schema: dict[str, Any] | None = None,
+        pure: bool = False,
     ) -> Tool:
         """Build a tool from a JSON function doc (OpenAI or BFCL style)."""
         params = normalize_parameters(parameters)
@@ -169,6 +185,7 @@ class Tool:
             parameters=params,
             fn=fn,
             output_schema=output_schema,
+            pure=pure,
         )
 
     @classmethod
@@ -203,12 +220,19 @@ class Tool:
 
 
 @overload
-def tool(fn: Callable[..., Any], /) -> Tool: ...
+def tool(
+    fn: Callable[..., Any],
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    pure: bool = False,
+) -> Tool: ...
 
 
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None
+    *, name: str | None = None, description: str | None = None, pure: bool = False
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -218,8 +242,11 @@ def tool(
     *,
     name: str | None = None,
     description: str | None = None,
+    pure: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Decorator: turn a typed, documented function into a :class:`Tool`.
+
+    ``@tool(pure=True)`` declares that calling it changes nothing (see the module docs).
 
     >>> @tool
     ... def add(a: int, b: int) -> int:
@@ -234,10 +261,10 @@ def tool(
     ['a', 'b']
     """
     if fn is not None:
-        return Tool.from_function(fn, name=name, description=description)
+        return Tool.from_function(fn, name=name, description=description, pure=pure)
 
     def wrap(f: Callable[..., Any]) -> Tool:
-        return Tool.from_function(f, name=name, description=description)
+        return Tool.from_function(f, name=name, description=description, pure=pure)
 
     return wrap
 

@@ -24,7 +24,8 @@ class Bank:
     def __init__(self, *, fail_first: bool = True) -> None:
         self.calls: Counter[str] = Counter()
         self.fail_first = fail_first
-        self.tools: list[Tool] = [tool(self.get_user_id), tool(self.get_balance)]
+        # A lookup changes nothing, so it is declared pure; the balance service is not.
+        self.tools: list[Tool] = [tool(self.get_user_id, pure=True), tool(self.get_balance)]
 
     def get_user_id(self, name: str) -> int:
         """the numeric id of a user"""
