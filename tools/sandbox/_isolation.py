@@ -57,7 +57,8 @@ def _measure(member: Member) -> IsolationReport:
     proc: Literal["private", "hidden", "host"] = "host"
     if mount_ns and pid_ns:
         proc = "private" if proc_fs == "proc" else "hidden" if proc_fs == "tmpfs" else "host"
-    in_cgroups = member.cgroups.contains(pid)
+    cgroups = member.cgroups
+    in_cgroups = cgroups.contains(pid)
     names = {
         "FSIZE": "Max file size",
         "NOFILE": "Max open files",
@@ -85,8 +86,9 @@ def _measure(member: Member) -> IsolationReport:
         rootfs_readonly=mount_ns and not writable,
         private_tmp=mount_ns and mounts.get("/tmp", ("", set()))[0] == "tmpfs",
         proc=proc,
-        cgroup_memory=member.cgroups.memory and in_cgroups,
-        cgroup_pids=member.cgroups.pids and in_cgroups,
+        cgroup_memory=cgroups.memory and in_cgroups,
+        cgroup_pids=cgroups.pids and in_cgroups,
+        cgroup_versions=cgroups.versions if in_cgroups else {},
         rlimits=rlimits,
         cpu_limit="per run: watched by the host"
         + (", and RLIMIT_CPU set per run (kernel)" if os.geteuid() == 0 else ""),
@@ -98,7 +100,8 @@ def _measure(member: Member) -> IsolationReport:
         env_scrubbed=env_keys <= set(BASE_ENV),
         workdir=member.workdir,
     )
-    return _with_warnings(report, writable, _interfaces(pid) if net_ns else [], family.facts)
+    facts = {**family.facts, "cgroup_note": cgroups.note}
+    return _with_warnings(report, writable, _interfaces(pid) if net_ns else [], facts)
 
 
 def measure_or_destroy(member: Member) -> IsolationReport:
@@ -150,6 +153,8 @@ def _with_warnings(
     if not report.cgroup_pids:
         shared = "" if report.user_ns else f", shared by all processes of uid {report.uid}"
         warn.append(f"process count limited by RLIMIT_NPROC, not by a cgroup{shared}")
+    if facts.get("cgroup_note") and not (report.cgroup_memory and report.cgroup_pids):
+        warn.append(f"cgroup v2 not used: {facts['cgroup_note']}")
     if not report.env_scrubbed:
         warn.append("the environment was not scrubbed")
     if facts.get("unreachable"):

@@ -1,4 +1,4 @@
-"""Host-side Linux plumbing of the sandbox: the process table, cgroups v1, rlimits.
+"""Host-side Linux plumbing of the sandbox: the process table, process handles, rlimits.
 
 Everything here reads ``/proc`` and ``/sys/fs/cgroup`` from the *host's* point of view,
 which is what lets the host check and enforce the sandbox's limits without trusting a
@@ -8,15 +8,11 @@ word the sandboxed process says.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
-import re
 import signal
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-__all__ = ["Cgroups", "ProcHandle", "children_of", "read_limits", "read_status"]
+__all__ = ["ProcHandle", "children_of", "read_limits", "read_status"]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -130,162 +126,3 @@ class ProcHandle:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-# ------------------------------------------------------------------------ cgroups
-
-
-def _v1_bases() -> dict[str, Path]:
-    """The directory of our own cgroup in each mounted v1 hierarchy we use."""
-    mounts: dict[str, Path] = {}
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            before, _, after = line.partition(" - ")
-            fstype, _source, options = [*after.split(), "", ""][:3]
-            if fstype != "cgroup":
-                continue
-            for controller in ("memory", "pids"):
-                if controller in options.split(","):
-                    mounts[controller] = Path(before.split()[4])
-    bases: dict[str, Path] = {}
-    with open("/proc/self/cgroup") as fh:
-        for line in fh:
-            _id, controllers, path = line.rstrip("\n").split(":", 2)
-            for controller in controllers.split(","):
-                if controller in mounts:
-                    bases[controller] = mounts[controller] / path.lstrip("/")
-    return bases
-
-
-_NAME = re.compile(r"slmkit-sandbox-(\d+)-\d+$")
-_serial = itertools.count()
-_swept = False
-
-
-def _sweep_stale(bases: dict[str, Path]) -> None:
-    """Remove empty cgroups left by host processes that died without cleaning up."""
-    global _swept
-    if _swept:
-        return
-    _swept = True
-    for base in bases.values():
-        with contextlib.suppress(OSError):
-            for entry in base.iterdir():
-                match = _NAME.match(entry.name)
-                if match and not os.path.exists(f"/proc/{match.group(1)}"):
-                    with contextlib.suppress(OSError):
-                        entry.rmdir()
-
-
-@dataclass
-class Cgroups:
-    """The v1 ``memory`` and ``pids`` cgroups of one sandbox worker (maybe neither).
-
-    They are created as children of the host's own cgroups, so a limit the host itself
-    runs under still applies to the sandbox. Without write access (not root, or cgroup
-    v2 without delegation) the dict is empty and the caller falls back to rlimits.
-    """
-
-    dirs: dict[str, Path]
-
-    @classmethod
-    def create(cls, memory_bytes: int, max_pids: int) -> Cgroups:
-        if os.geteuid() != 0:
-            return cls({})
-        try:
-            bases = _v1_bases()
-        except OSError:
-            return cls({})
-        _sweep_stale(bases)
-        name = f"slmkit-sandbox-{os.getpid()}-{next(_serial)}"
-        settings = {
-            "memory": [("memory.limit_in_bytes", memory_bytes)],
-            "pids": [("pids.max", max_pids)],
-        }
-        dirs: dict[str, Path] = {}
-        for controller, base in bases.items():
-            path = base / name
-            try:
-                path.mkdir()
-            except OSError:
-                continue
-            dirs[controller] = path
-            try:
-                for filename, value in settings[controller]:
-                    (path / filename).write_text(str(value))
-            except OSError:
-                path.rmdir()
-                del dirs[controller]
-        if "memory" in dirs:
-            # Without this, a memory bomb would be pushed to swap instead of stopped.
-            with contextlib.suppress(OSError):
-                (dirs["memory"] / "memory.memsw.limit_in_bytes").write_text(str(memory_bytes))
-        return cls(dirs)
-
-    @property
-    def memory(self) -> bool:
-        return "memory" in self.dirs
-
-    @property
-    def pids(self) -> bool:
-        return "pids" in self.dirs
-
-    def add(self, pid: int) -> None:
-        for path in self.dirs.values():
-            (path / "cgroup.procs").write_text(str(pid))
-
-    def members(self) -> list[int]:
-        for path in self.dirs.values():
-            with contextlib.suppress(OSError):
-                return [int(x) for x in (path / "cgroup.procs").read_text().split()]
-        return []
-
-    def contains(self, pid: int) -> bool:
-        """Whether ``pid`` is in every one of these cgroups (checked from its side)."""
-        try:
-            with open(f"/proc/{pid}/cgroup") as fh:
-                lines = fh.read().splitlines()
-        except OSError:
-            return False
-        paths = {c: p for line in lines for _, cs, p in [line.split(":", 2)] for c in cs.split(",")}
-        return all(paths.get(c, "").endswith("/" + d.name) for c, d in self.dirs.items())
-
-    def oom_kills(self) -> int:
-        """How many processes the kernel killed here for exceeding the memory limit."""
-        if not self.memory:
-            return 0
-        try:
-            text = (self.dirs["memory"] / "memory.oom_control").read_text()
-        except OSError:
-            return 0
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                return int(value)
-        return 0
-
-    def kill_all(self, timeout_s: float = 5.0) -> None:
-        """SIGKILL every process inside until none is left (a fork bomb included: the
-        pids limit bounds how many there can be, so this converges)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            pids = self.members()
-            if not pids:
-                return
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.005)
-
-    def remove(self) -> None:
-        """Remove the cgroups (after :meth:`kill_all`); a dying task may hold one a bit."""
-        for path in self.dirs.values():
-            for _ in range(200):
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.01)
-        self.dirs = {}

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from slmkit.tools.sandbox import _child
-from slmkit.tools.sandbox._linux import Cgroups, ProcHandle, children_of, read_status
+from slmkit.tools.sandbox._cgroups import Cgroups
+from slmkit.tools.sandbox._linux import ProcHandle, children_of, read_status
 
 __all__ = [
     "BASE_ENV",

@@ -23,8 +23,9 @@ from typing import Any, Literal
 
 from slmkit.tools.errors import SandboxError
 from slmkit.tools.sandbox import _child
+from slmkit.tools.sandbox._cgroups import Cgroups
 from slmkit.tools.sandbox._isolation import measure_or_destroy
-from slmkit.tools.sandbox._linux import Cgroups, ProcHandle, children_of
+from slmkit.tools.sandbox._linux import ProcHandle, children_of
 from slmkit.tools.sandbox._process import (
     BASE_ENV,
     MIB,

@@ -82,6 +82,8 @@ class IsolationReport:
     proc: Literal["private", "hidden", "host"]
     cgroup_memory: bool
     cgroup_pids: bool
+    cgroup_versions: dict[str, str]
+    """The hierarchy of each cgroup controller in force: ``{"memory": "v2", ...}``."""
     rlimits: dict[str, str]
     cpu_limit: str
     uid: int
@@ -104,7 +106,7 @@ class IsolationReport:
             parts.append(
                 "cgroups="
                 + "+".join(
-                    n
+                    f"{n}({self.cgroup_versions.get(n, '?')})"
                     for n, on in (("memory", self.cgroup_memory), ("pids", self.cgroup_pids))
                     if on
                 )
