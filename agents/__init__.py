@@ -27,6 +27,7 @@ from slmkit.agents.config import (
 )
 from slmkit.agents.errors import AgentError
 from slmkit.agents.events import ModelCall, StepEvent
+from slmkit.agents.first_thought import FirstThought, generate_first_thought
 from slmkit.agents.graph import EventStream
 from slmkit.agents.metrics import RunMetrics, RunResult
 from slmkit.agents.rag_agent import RagAgent
@@ -41,6 +42,7 @@ __all__ = [
     "CodeAgent",
     "CodeAgentConfig",
     "EventStream",
+    "FirstThought",
     "ModelCall",
     "RagAgent",
     "RagConfig",
@@ -56,6 +58,7 @@ __all__ = [
     "Trajectory",
     "action_text",
     "canonical_call",
+    "generate_first_thought",
     "read_trajectories",
     "with_options",
 ]

@@ -107,6 +107,9 @@ def register(app: typer.Typer) -> None:
         first_thought_prefix: Annotated[
             str | None, typer.Option(help="start of the first thought")
         ] = None,
+        generate_first_thought: Annotated[
+            bool, typer.Option(help="the first thought comes from a reasoning prompt")
+        ] = False,
         keep: Annotated[str, typer.Option(help="all | correct")] = "correct",
         drop_parse_errors: Annotated[
             bool, typer.Option(help="drop runs with unparsable output")
@@ -135,7 +138,8 @@ def register(app: typer.Typer) -> None:
         fields = {
             "env": env, "agent": agent, "model": model, "limit": limit, "split": split,
             "samples": samples, "sample_temperature": sample_temperature,
-            "first_thought_prefix": first_thought_prefix, "keep": keep,
+            "first_thought_prefix": first_thought_prefix,
+            "generate_first_thought": generate_first_thought, "keep": keep,
             "drop_parse_errors": drop_parse_errors, "drop_max_steps": drop_max_steps,
             "retry_errors": retry_errors, "workers": workers, "backend": backend,
             "replicas": replicas, "replica_gpus": replica_gpus, "price_prompt": price_prompt,

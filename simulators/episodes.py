@@ -62,6 +62,11 @@ class CollectConfig(BaseModel):
     first_thought_prefix: str | None = Field(
         default=None, description="text the agent's first thought starts with (a teacher's plan)"
     )
+    generate_first_thought: bool = Field(
+        default=False,
+        description="the first thought of each attempt starts with the first step of the "
+        "model's own reasoning on the task, from a reasoning prompt (Agent Distillation)",
+    )
     out: Path = Field(default=Path("runs.jsonl"), description="output JSONL of kept trajectories")
     keep: Literal["all", "correct"] = Field(default="correct", description="all | correct")
     drop_parse_errors: bool = Field(default=True, description="drop runs with an unparsable output")
@@ -89,6 +94,16 @@ class CollectConfig(BaseModel):
     @classmethod
     def _default_agent(cls, data: Any) -> Any:
         return fill_default_agent(data)
+
+    @model_validator(mode="after")
+    def _one_first_thought(self) -> CollectConfig:
+        if self.generate_first_thought and self.first_thought_prefix:
+            raise ValueError(
+                "give first_thought_prefix (a fixed text) or generate_first_thought, not both"
+            )
+        if self.generate_first_thought and self.agent == "gold":
+            raise ValueError("generate_first_thought needs a model agent, not gold")
+        return self
 
 
 def drop_reason(traj: Trajectory, cfg: CollectConfig) -> str | None:
@@ -195,6 +210,7 @@ class TaskRunner:
                 model=self.model,
                 options=self.agent_options(attempt),
                 attempt=attempt,
+                generate_first_thought=self.cfg.generate_first_thought,
             )
             attempts.append(traj)
             if traj.meta.get("success") or traj.meta.get("error"):

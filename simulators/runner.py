@@ -26,10 +26,12 @@ from slmkit.agents import (
     AgentConfig,
     CodeAgent,
     CodeAgentConfig,
+    FirstThought,
     RagAgent,
     RunMetrics,
     ToolAgent,
     Trajectory,
+    generate_first_thought,
 )
 from slmkit.models import ChatModel, Message
 from slmkit.simulators.base import Environment, RewardReport, jsonable
@@ -83,6 +85,7 @@ def run_episode(
     model: ChatModel | None = None,
     options: Mapping[str, Any] | None = None,
     attempt: int = 0,
+    generate_first_thought: bool = False,
 ) -> Trajectory:
     """Run one agent on one task of ``env``; the result carries reward and breakdown.
 
@@ -94,6 +97,10 @@ def run_episode(
         options: agent options (:class:`~slmkit.agents.AgentConfig` fields) that override
             the environment's hints, e.g. ``{"temperature": 0.7, "seed": 3}``.
         attempt: the attempt number, recorded in ``meta`` (rejection sampling).
+        generate_first_thought: the agent's first thought starts with the first step of
+            the model's own reasoning on the task (:func:`~slmkit.agents.
+            generate_first_thought`, Agent Distillation); its call is recorded in
+            ``meta["first_thought_call"]`` and its tokens counted in the metrics.
 
     Returns:
         The trajectory: ``id`` is the task id, ``reward`` the env's reward, ``meta`` holds
@@ -106,11 +113,16 @@ def run_episode(
         raise SimulationError(f"the {agent} agent needs a model", hint="pass model=...")
     start = time.perf_counter()
     first = env.reset(task)
+    prompt = env.prompt_text(first)
+    opts = dict(options or {})
     error: str | None = None
+    thought: FirstThought | None = None
     try:
-        runner = _make_agent(agent, model, env, options or {})
+        if generate_first_thought:
+            thought = _first_thought(model, prompt, opts)
+        runner = _make_agent(agent, model, env, opts)
         try:
-            result = runner.run(env.prompt_text(first))
+            result = runner.run(prompt)
         finally:
             runner.close()
     except SimulationError:
@@ -131,8 +143,40 @@ def run_episode(
         if stopped == "final_answer" and not env.done:
             citations = traj.meta.get("citations") or []
             env.submit(result.answer, citations=citations if isinstance(citations, list) else [])
+    if thought is not None:
+        traj = _with_thought_call(traj, thought)
     report = env.reward_report() if error is None else _failed(env, error)
     return _finish(env, task, traj, report, agent, model, stopped, attempt, error)
+
+
+def _first_thought(model: ChatModel, prompt: str, opts: dict[str, Any]) -> FirstThought:
+    """Generate the first thought and put it in the agent options (when it is usable).
+
+    It takes at most half of the thought's length, so the agent can continue it; it is
+    sampled like the agent's actions (same temperature and seed).
+    """
+    room = int(opts.get("max_thought_chars", AgentConfig.model_fields["max_thought_chars"].default))
+    thought = generate_first_thought(
+        model,
+        prompt,
+        max_chars=max(room // 2, 8),
+        temperature=float(opts.get("temperature", 0.0)),
+        seed=opts.get("seed"),
+    )
+    if thought.text is not None:
+        opts["first_thought"] = thought.text
+    return thought
+
+
+def _with_thought_call(traj: Trajectory, thought: FirstThought) -> Trajectory:
+    """``traj`` with the first-thought call in ``meta`` and its tokens in the metrics."""
+    metrics = dict(traj.metrics)
+    metrics["prompt_tokens"] = int(metrics.get("prompt_tokens") or 0) + thought.prompt_tokens
+    metrics["completion_tokens"] = (
+        int(metrics.get("completion_tokens") or 0) + thought.completion_tokens
+    )
+    meta = {**traj.meta, "first_thought_call": thought.to_dict()}
+    return traj.model_copy(update={"metrics": metrics, "meta": meta})
 
 
 def run_gold(env: Environment, task: Mapping[str, Any], *, attempt: int = 0) -> Trajectory:

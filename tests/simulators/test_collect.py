@@ -207,3 +207,38 @@ def test_rejection_sampling_keeps_the_first_verified_attempt(
     first_action = next(m for m in traj.messages if m["role"] == "assistant")
     if first_action.get("tool_calls"):  # the thought is kept with a call
         assert first_action["content"].startswith("I call the function")
+
+
+def test_a_generated_first_thought_starts_each_teacher_run(
+    tmp_path: Path, smollm: ChatModel
+) -> None:
+    out = tmp_path / "runs.jsonl"
+    summary = collect(
+        CollectConfig(
+            env="bfcl:simple",
+            agent="tool",
+            split="test",
+            n=1,
+            keep="all",
+            out=out,
+            progress=False,
+            agent_options={"max_tokens": 96},
+            generate_first_thought=True,
+        ),
+        model=smollm,
+    )
+    traj = next(read_trajectories(out))
+    call = traj.meta["first_thought_call"]
+    assert call["text"] and traj.meta["first_thought"] == call["text"]
+    first_action = next(m for m in traj.messages if m["role"] == "assistant")
+    assert first_action["content"].startswith(call["text"])  # the run continued it
+    # what the reasoning prompt cost is in the run's (and the summary's) tokens
+    assert traj.metrics["prompt_tokens"] > call["prompt_tokens"]
+    assert summary.prompt_tokens == traj.metrics["prompt_tokens"]
+
+
+def test_first_thought_options_that_contradict_are_refused() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        CollectConfig(env="math", generate_first_thought=True, first_thought_prefix="I")
+    with pytest.raises(ValueError, match="needs a model agent"):
+        CollectConfig(env="math", agent="gold", generate_first_thought=True)
