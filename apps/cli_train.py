@@ -151,6 +151,9 @@ def register(app: typer.Typer) -> None:
         first_thought_prefix: Annotated[
             str | None, typer.Option(help="the teacher's first thought starts with this")
         ] = None,
+        generate_first_thought: Annotated[
+            bool, typer.Option(help="the teacher's first thought comes from a reasoning prompt")
+        ] = False,
         student: Annotated[str, typer.Option(help="student: HF folder or smollm2")] = _D["student"],
         student_system_prompt: Annotated[
             str, typer.Option(help="agent | short | a header text for the student's prompt")
@@ -194,7 +197,8 @@ def register(app: typer.Typer) -> None:
             "eval_split": eval_split, "eval_limit": eval_limit, "teacher": teacher,
             "teacher_agent": teacher_agent, "samples": samples,
             "sample_temperature": sample_temperature,
-            "first_thought_prefix": first_thought_prefix, "student": student,
+            "first_thought_prefix": first_thought_prefix,
+            "generate_first_thought": generate_first_thought, "student": student,
             "student_system_prompt": student_system_prompt,
             "keep_recovered_errors": keep_recovered_errors, "max_per_task": max_per_task,
             "eval_backend": eval_backend, "collect_workers": collect_workers,

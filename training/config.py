@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "STAGES",
@@ -248,6 +248,11 @@ class DistillConfig(BaseModel):
     first_thought_prefix: str | None = Field(
         None, description="the teacher's first thought starts with this (Agent Distillation)"
     )
+    generate_first_thought: bool = Field(
+        False,
+        description="the teacher's first thought on each task starts with the first step "
+        "of its own reasoning, from a reasoning prompt (Agent Distillation)",
+    )
     agent_options: dict[str, Any] = Field(
         default_factory=dict, description="AgentConfig fields for teacher and student"
     )
@@ -277,3 +282,14 @@ class DistillConfig(BaseModel):
     )
     seed: int = Field(0, description="seed of collection and training")
     progress: bool = Field(True, description="show progress bars")
+
+    @model_validator(mode="after")
+    def _one_first_thought(self) -> DistillConfig:
+        if self.generate_first_thought and (
+            self.first_thought_prefix is not None or self.teacher_agent == "gold"
+        ):
+            raise ValueError(
+                "generate_first_thought needs a model teacher (teacher_agent='tool') and no "
+                "first_thought_prefix"
+            )
+        return self

@@ -98,6 +98,7 @@ class _Pipeline:
                     sample_temperature=cfg.sample_temperature,
                     seed=cfg.seed,
                     first_thought_prefix=cfg.first_thought_prefix,
+                    generate_first_thought=cfg.generate_first_thought,
                     out=folder / f"{_slug(env)}.jsonl",
                     keep="all",
                     drop_parse_errors=False,
@@ -179,12 +180,13 @@ class _Pipeline:
     def eval_agent_options(self) -> dict[str, Any]:
         """The agent options of both evaluations.
 
-        A teacher run with a first-thought prefix starts every trajectory with a thought,
+        A teacher run with a first-thought prefix (fixed or generated) starts every
+        trajectory with a thought,
         so the student learns to write one on step 1; ``first_thought=""`` lets the grammar
         take that thought (any text) on step 1 and no other, for before and after alike.
         """
         opts = dict(self.cfg.agent_options)
-        if self.cfg.first_thought_prefix is not None:
+        if self.cfg.first_thought_prefix is not None or self.cfg.generate_first_thought:
             opts.setdefault("first_thought", "")
         return opts
 
@@ -229,7 +231,7 @@ def _depends(cfg: DistillConfig) -> dict[str, Any]:
         "collect": pick(
             "train_envs", "train_split", "train_n", "env_options", "teacher", "teacher_agent",
             "teacher_options", "samples", "sample_temperature", "first_thought_prefix",
-            "agent_options", "seed",
+            "generate_first_thought", "agent_options", "seed",
         ),
         "filter": pick("keep_recovered_errors", "max_per_task"),
         "sft": {
