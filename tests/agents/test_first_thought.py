@@ -15,7 +15,7 @@ from slmkit.models import ChatModel
     [
         ("\n\nStep 1: Find the id of Alice. Then look up her balance.", "Find the id of Alice."),
         ("First, I use `calculator` on 17*23\nmore", "I use 'calculator' on 17*23"),
-        ("I will look up every account of every customer in the bank", "I will look up every account"),
+        ("I will look up every account of every customer", "I will look up every account"),
         ("  \n ok", None),
     ],
 )
