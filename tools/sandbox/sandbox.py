@@ -15,7 +15,8 @@ type-checked there, and only registered host tools can be called, with JSON in a
 This module is the public class; the host side is split by responsibility:
 :mod:`._process` (the message protocol, the worker and its family), :mod:`._spawn`
 (starting and forking workers), :mod:`._isolation` (measuring what is in force) and
-:mod:`._linux` (``/proc``, cgroups, rlimits). :mod:`._child` is what runs inside.
+:mod:`._linux` (``/proc``, process handles, rlimits) and :mod:`._cgroups` (cgroup v2 or
+v1 limits). :mod:`._child` is what runs inside.
 """
 
 from __future__ import annotations
