@@ -14,7 +14,7 @@ type-checked there, and only registered host tools can be called, with JSON in a
 
 This module is the public class; the host side is split by responsibility:
 :mod:`._process` (the message protocol, the worker and its family), :mod:`._spawn`
-(starting and forking workers), :mod:`._isolation` (measuring what is in force) and
+(starting and forking workers), :mod:`._isolation` (measuring what is in force),
 :mod:`._linux` (``/proc``, process handles, rlimits) and :mod:`._cgroups` (cgroup v2 or
 v1 limits). :mod:`._child` is what runs inside.
 """
