@@ -80,7 +80,11 @@ class _Pipeline:
         cfg = self.cfg
         workers = cfg.collect_workers or 1
         options = {**batching_options(cfg.teacher, workers), **cfg.teacher_options}
-        model = None if cfg.teacher_agent == "gold" else load_model(cfg.teacher, **options)
+        model = (  # its own copy: it is closed below, and the cached one may be shared
+            None
+            if cfg.teacher_agent == "gold"
+            else load_model(cfg.teacher, cache=False, **options)
+        )
         summaries: dict[str, Any] = {}
         for env in cfg.train_envs:
             self.say("collect", f"{env} ({cfg.train_split}, {cfg.train_n or 'all'} tasks)")
