@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,7 +62,12 @@ def _row(name: str, cells: Sequence[str]) -> str:
     return "| " + " | ".join([name, *cells]) + " |"
 
 
-def compare(without: DistillResult, with_: DistillResult, wall: Mapping[str, float]) -> str:
+def _wall(result: DistillResult) -> float:
+    """Seconds the run's stages took (over every attempt, so a resumed run counts whole)."""
+    return sum(s.wall_s for s in result.stages)
+
+
+def compare(without: DistillResult, with_: DistillResult) -> str:
     """The Markdown comparison of the two runs."""
     runs = (without, with_)
     teacher = [_teacher(r) for r in runs]
@@ -78,7 +82,7 @@ def compare(without: DistillResult, with_: DistillResult, wall: Mapping[str, flo
         _row("sft: optimizer steps", [str(s.get("steps", "?")) for s in sft]),
         _row("student before SFT (held-out)", [_student(r, "before") for r in runs]),
         _row("student after SFT (held-out)", [_student(r, "after") for r in runs]),
-        _row("wall time", [f"{wall[str(r.run_dir)] / 60:.1f} min" for r in runs]),
+        _row("wall time (all stages)", [f"{_wall(r) / 60:.1f} min" for r in runs]),
     ]
     paired: dict[str, Any] = {"n": 0, "fixed": 0, "broken": 0, "both": 0, "neither": 0}
     for path in sorted((without.run_dir / "collect").glob("*.jsonl")):
@@ -121,16 +125,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         progress=False,
     )
     results: list[DistillResult] = []
-    wall: dict[str, float] = {}
     for name, generated in (("without", False), ("with", True)):
         cfg = base.model_copy(
             update={"run_dir": args.runs / name, "generate_first_thought": generated}
         )
-        t0 = time.perf_counter()
         result = distill(cfg, announce=lambda stage, msg: print(f"[{stage}] {msg}", flush=True))
-        wall[str(result.run_dir)] = time.perf_counter() - t0
         results.append(result)
-    table = compare(results[0], results[1], wall)
+    table = compare(results[0], results[1])
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     header = (
         "# First thought: generated vs none (two distillations, same tasks)\n\n"
