@@ -75,8 +75,8 @@ def solution_program(task: Mapping[str, Any], answer: str) -> str:
     code = "\n".join(fenced) if fenced else answer
     prompt, entry = str(task["prompt"]), str(task["entry_point"])
     if re.search(rf"^\s*def {re.escape(entry)}\s*\(", code, re.M):
-        preamble = prompt[: prompt.find(f"def {entry}(")]
-        return preamble + "\n" + code
+        start = prompt.find(f"def {entry}(")
+        return (prompt[:start] if start >= 0 else "") + "\n" + code
     return prompt + code
 
 
