@@ -16,8 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from slmkit.models import ChatModel
-from slmkit.tools.prompting import load_prompt, render_prompt
+from slmkit.models import ChatModel, render_prompt
 
 __all__ = ["FirstThought", "generate_first_thought"]
 
@@ -70,7 +69,7 @@ def generate_first_thought(
     ``max_chars`` should leave room in the agent's thought (``max_thought_chars``) for
     the model to continue it.
     """
-    prompt = render_prompt(load_prompt("first_thought.md", "slmkit.agents"), task=task.strip())
+    prompt = render_prompt("slmkit.agents", "first_thought.md", task=task.strip())
     out = model.chat(
         [{"role": "user", "content": prompt}],
         max_tokens=max_tokens,

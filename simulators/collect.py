@@ -62,16 +62,6 @@ __all__ = ["CollectConfig", "CollectSummary", "collect", "ledger_path"]
 # CollectConfig lives in slmkit.simulators.episodes (what each task runs, anywhere);
 # it is listed here too, where users look for it.
 
-    @model_validator(mode="after")
-    def _one_first_thought(self) -> CollectConfig:
-        if self.generate_first_thought and self.first_thought_prefix:
-            raise ValueError(
-                "give first_thought_prefix (a fixed text) or generate_first_thought, not both"
-            )
-        if self.generate_first_thought and self.agent == "gold":
-            raise ValueError("generate_first_thought needs a model agent, not gold")
-        return self
-
 
 class CollectSummary(BaseModel):
     """What a collection (or evaluation) produced, over all finished tasks of the file.

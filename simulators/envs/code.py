@@ -25,11 +25,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from slmkit.models import DataError, Message
+from slmkit.models import DataError, Message, render_prompt
 from slmkit.models.pkgdata import package_file
 from slmkit.simulators.base import Environment, RewardReport, Task
 from slmkit.tools import PythonSandbox, Tool
-from slmkit.tools.prompting import load_prompt, render_prompt
 
 __all__ = ["CodeEnv", "humaneval_problems", "solution_program"]
 
@@ -105,7 +104,8 @@ class CodeEnv(Environment):
     def _start(self, task: Task) -> list[Message]:
         self._graded = None
         text = render_prompt(
-            load_prompt("code_task.md", "slmkit.simulators.envs"),
+            "slmkit.simulators.envs",
+            "code_task.md",
             prompt=str(task["prompt"]).strip("\n"),
             entry_point=task["entry_point"],
         )
