@@ -48,7 +48,8 @@ def clean_thought(text: str, max_chars: int) -> str | None:
     ``max_chars`` characters (None when nothing usable is left)."""
     line = next((ln for ln in text.splitlines() if ln.strip()), "")
     flat = " ".join(line.replace("`", "'").split())
-    flat = re.sub(r"^(?:step\s*1\s*[:.)-]\s*|first,?\s+)", "", flat, flags=re.I)
+    # a list marker or "Step 1:" / "First," is the model numbering its plan, not the plan
+    flat = re.sub(r"^(?:(?:step\s*)?\d+\s*[:.)-]\s*|[-*]\s+)?(?:first,?\s+)?", "", flat, flags=re.I)
     flat = _SENTENCE_END.split(flat, maxsplit=1)[0].strip()
     if len(flat) > max_chars:
         flat = flat[:max_chars].rsplit(" ", 1)[0].rstrip(",;:")

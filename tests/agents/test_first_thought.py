@@ -16,6 +16,7 @@ from slmkit.models import ChatModel
         ("\n\nStep 1: Find the id of Alice. Then look up her balance.", "Find the id of Alice."),
         ("First, I use `calculator` on 17*23\nmore", "I use 'calculator' on 17*23"),
         ("I will look up every account of every customer", "I will look up every account"),
+        ("1. First, I will add 1 and 2.\n2. Then", "I will add 1 and 2."),
         ("  \n ok", None),
     ],
 )
