@@ -222,7 +222,6 @@ def test_a_generated_first_thought_starts_each_teacher_run(
             keep="all",
             out=out,
             progress=False,
-            agent_options={"max_tokens": 96},
             generate_first_thought=True,
         ),
         model=smollm,
@@ -231,7 +230,8 @@ def test_a_generated_first_thought_starts_each_teacher_run(
     call = traj.meta["first_thought_call"]
     assert call["text"] and traj.meta["first_thought"] == call["text"]
     first_action = next(m for m in traj.messages if m["role"] == "assistant")
-    assert first_action["content"].startswith(call["text"])  # the run continued it
+    if first_action.get("tool_calls"):  # the thought is kept with a call (not with an answer)
+        assert first_action["content"].startswith(call["text"])  # the run continued it
     # what the reasoning prompt cost is in the run's (and the summary's) tokens
     assert traj.metrics["prompt_tokens"] > call["prompt_tokens"]
     assert summary.prompt_tokens == traj.metrics["prompt_tokens"]
