@@ -81,9 +81,7 @@ class _Pipeline:
         workers = cfg.collect_workers or 1
         options = {**batching_options(cfg.teacher, workers), **cfg.teacher_options}
         model = (  # its own copy: it is closed below, and the cached one may be shared
-            None
-            if cfg.teacher_agent == "gold"
-            else load_model(cfg.teacher, cache=False, **options)
+            None if cfg.teacher_agent == "gold" else load_model(cfg.teacher, cache=False, **options)
         )
         summaries: dict[str, Any] = {}
         for env in cfg.train_envs:
