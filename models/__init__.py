@@ -16,6 +16,7 @@ from slmkit.models.base import (
     Request,
     RowResult,
     Sampling,
+    TokenTrace,
     Usage,
 )
 from slmkit.models.chat_format import decode_arguments, to_text_messages
@@ -72,6 +73,7 @@ __all__ = [
     "Sampling",
     "SchemaLike",
     "SlmkitError",
+    "TokenTrace",
     "TransformersModel",
     "Usage",
     "VllmModel",

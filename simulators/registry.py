@@ -128,6 +128,11 @@ def _register_builtins() -> None:
 
         return make
 
+    def thermostat(**kw: Any) -> Environment:
+        from slmkit.simulators.envs.thermostat import ThermostatEnv
+
+        return ThermostatEnv(**kw)
+
     def sim(**kw: Any) -> Environment:
         from slmkit.simulators.envs.simulated import SimulatedEnvironment
 
@@ -146,6 +151,7 @@ def _register_builtins() -> None:
                 tau2),
         EnvSpec("tau2-airline", tau2_env("airline"), "tau2-bench airline customer service",
                 None, tau2),
+        EnvSpec("thermostat", thermostat, "one tool, one exact call (RL smoke test)"),
     ):  # fmt: skip
         register_env(spec)
     register_env(EnvSpec("sim", sim, "LLM-simulated environment from tool schemas", "tools"))

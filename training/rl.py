@@ -93,6 +93,8 @@ class _Run:
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from trl import GRPOConfig, GRPOTrainer
 
+        from slmkit.training.grpo_trainer import GrammarGRPOTrainer
+
         cfg = self.cfg
         base = resolve_student(cfg.model)
         rows, tasks = _dataset(cfg)
@@ -126,7 +128,9 @@ class _Run:
             dataset = Dataset.from_list(
                 trl_dataset(cfg.env, split=cfg.split, limit=cfg.n, **cfg.env_options)
             )
-        trainer = GRPOTrainer(
+        # Agent rollouts hand over their grammar masks; TRL's own tool loop has none.
+        trainer_class = GrammarGRPOTrainer if cfg.rollout == "agent" else GRPOTrainer
+        trainer = trainer_class(
             model=model,
             args=trl_args(
                 GRPOConfig,
@@ -140,6 +144,9 @@ class _Run:
                 vllm_mode="colocate",
                 vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
                 vllm_importance_sampling_correction=False,
+                # An episode cut at max_completion_length lost its end: its reward is not
+                # about the tokens kept, so it leaves the loss (DAPO's overlong filtering).
+                mask_truncated_completions=True,
                 remove_unused_columns=False,
             ),
             train_dataset=dataset,

@@ -6,6 +6,7 @@
 ``math``           numeric word problems with a sandbox and a calculator
 ``qa``             questions over a retrieval index (``qa_tasks`` generates them)
 ``tau2``           tau2-bench customer service (``tau2_data`` loads a domain)
+``thermostat``     one tool and one exact call, two turns (the RL smoke test)
 ``simulated``      tools and user played by a model from schemas alone (``user``
                    is the user simulator, ``consistency`` keeps answers coherent)
 =================  ============================================================
@@ -20,6 +21,7 @@ from slmkit.simulators.envs.math import MathEnv
 from slmkit.simulators.envs.qa import QaEnv
 from slmkit.simulators.envs.simulated import SimulatedEnvironment
 from slmkit.simulators.envs.tau2 import Tau2Env
+from slmkit.simulators.envs.thermostat import ThermostatEnv
 from slmkit.simulators.envs.user import UserSimulator
 
-__all__ = ["BfclEnv", "MathEnv", "QaEnv", "SimulatedEnvironment", "Tau2Env", "UserSimulator"]
+__all__ = ["BfclEnv", "MathEnv", "QaEnv", "SimulatedEnvironment", "Tau2Env", "ThermostatEnv", "UserSimulator"]
