@@ -33,7 +33,9 @@ _ALL = -1  # an int32 word with every bit set: every token allowed
 def pack_allowed(rows: list[list[Any]], length: int, vocab: int) -> torch.Tensor:
     """``(rows, length, words)`` int32 bitmasks; None entries and padding allow everything."""
     words = (vocab + 31) // 32
-    out = np.full((len(rows), length, words), _ALL, dtype=np.int32)
+    out: np.ndarray[Any, np.dtype[np.int32]] = np.full(
+        (len(rows), length, words), _ALL, dtype=np.int32
+    )
     for i, row in enumerate(rows):
         for t, bits in enumerate(row[:length]):
             if bits is not None:
@@ -42,7 +44,7 @@ def pack_allowed(rows: list[list[Any]], length: int, vocab: int) -> torch.Tensor
 
 
 def unpack_allowed(words: torch.Tensor, vocab: int) -> torch.Tensor:
-    """``(..., words)`` int32 bitmasks -> ``(..., vocab)`` booleans (bit ``t % 32`` of word ``t // 32``)."""
+    """``(..., words)`` int32 bitmasks -> ``(..., vocab)`` booleans (bit t % 32 of word t // 32)."""
     shifts = torch.arange(32, device=words.device, dtype=torch.int32)
     bits = ((words.unsqueeze(-1) >> shifts) & 1).to(torch.bool)
     flat = bits.reshape(*words.shape[:-1], words.shape[-1] * 32)

@@ -121,8 +121,7 @@ class AgentRollout:
             return self._model
         tokenizer = self._tokenizer = trainer.processing_class
         if getattr(trainer, "use_vllm", False):
-            # The engine TRL already runs: no second copy of the weights.
-            model: Any = VllmModel("policy", llm=trainer.vllm_generation.llm)
+            model: Any = _ColocatedVllm(trainer.vllm_generation.llm, "policy")
             self._view = GrammarView.of(model, tokenizer)
         else:
             from slmkit.models import TransformersModel
@@ -138,7 +137,7 @@ class AgentRollout:
             self._view = GrammarView.of(model)
         model.trace = True
         self._model = model
-        return model
+        return self._model
 
     def _env(self) -> Environment:
         from slmkit.simulators import load_env
@@ -216,9 +215,11 @@ class AgentRollout:
         try:
             workers = self.workers or len(tasks)
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollout") as pool:
-                done = list(
-                    pool.map(lambda ts: self._episode(ts[0], ts[1], step), zip(tasks, seeds))
-                )
+                futures = [
+                    pool.submit(self._episode, t, s, step)
+                    for t, s in zip(tasks, seeds, strict=True)
+                ]
+                done = [f.result() for f in futures]
         finally:
             model.train(was_training)
             if self._prefixes is not None:
@@ -250,3 +251,12 @@ class AgentRollout:
             envs, self._all_envs = self._all_envs, []
         for env in envs:
             env.close()
+
+
+class _ColocatedVllm(VllmModel):
+    """slmkit's vLLM backend over the engine TRL already runs (no second copy of the weights)."""
+
+    def __init__(self, llm: Any, name: str) -> None:
+        # Not super().__init__: that would start another engine.
+        self.name = name
+        self._llm = llm

@@ -194,7 +194,7 @@ def _replay(
         if step:
             gate.advance(int(ids[step - 1]))
         if gate.stopped or gate.failed:
-            only_end = np.zeros(words, dtype=np.uint32)
+            only_end: NDArray[np.uint32] = np.zeros(words, dtype=np.uint32)
             only_end[end // 32] = np.uint32(1 << (end % 32))
             masks.append(only_end.view(np.int32))
             train.append(int(token == end and not gate.failed))

@@ -24,4 +24,12 @@ from slmkit.simulators.envs.tau2 import Tau2Env
 from slmkit.simulators.envs.thermostat import ThermostatEnv
 from slmkit.simulators.envs.user import UserSimulator
 
-__all__ = ["BfclEnv", "MathEnv", "QaEnv", "SimulatedEnvironment", "Tau2Env", "ThermostatEnv", "UserSimulator"]
+__all__ = [
+    "BfclEnv",
+    "MathEnv",
+    "QaEnv",
+    "SimulatedEnvironment",
+    "Tau2Env",
+    "ThermostatEnv",
+    "UserSimulator",
+]

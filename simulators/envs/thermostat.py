@@ -30,7 +30,12 @@ class ThermostatEnv(Environment):
             for celsius in range(16, 26):
                 held_out = (i + celsius) % 5 == 0
                 if held_out == (split == "test"):
-                    yield {"id": f"{room}-{celsius}", "split": split, "room": room, "celsius": celsius}
+                    yield {
+                        "id": f"{room}-{celsius}",
+                        "split": split,
+                        "room": room,
+                        "celsius": celsius,
+                    }
 
     def _start(self, task: dict[str, Any]) -> list[dict[str, Any]]:
         text = f"Set the {task['room']} thermostat to {task['celsius']} degrees Celsius."
@@ -55,7 +60,12 @@ class ThermostatEnv(Environment):
         return self._report(1.0 if ok else 0.0)
 
     def gold_actions(self, task: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-        return [{"name": "set_thermostat", "arguments": {"room": task["room"], "celsius": task["celsius"]}}]
+        return [
+            {
+                "name": "set_thermostat",
+                "arguments": {"room": task["room"], "celsius": task["celsius"]},
+            }
+        ]
 
     def gold_answer(self, task: Mapping[str, Any]) -> str | None:
         return f"The {task['room']} is set to {task['celsius']} C."

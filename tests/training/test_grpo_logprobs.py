@@ -61,7 +61,7 @@ def trainer_and_rollout(student_dir: Path, tmp_path_factory: pytest.TempPathFact
 
 
 def test_trainer_logprobs_equal_the_samplers(trainer_and_rollout: Any) -> None:
-    trainer, rollout, batch, _ = trainer_and_rollout
+    _, rollout, batch, _ = trainer_and_rollout
     loss_mask = batch["completion_mask"] * batch["tool_mask"]
     checked = 0
     for i, episode in enumerate(rollout.last):
