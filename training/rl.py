@@ -80,6 +80,31 @@ def _dataset(cfg: RlConfig) -> tuple[list[dict[str, Any]], dict[str, dict[str, A
     return rows, tasks
 
 
+def grpo_specific(cfg: RlConfig) -> dict[str, Any]:
+    """The ``GRPOConfig`` arguments of a run beyond the ones SFT shares (``trl_args``).
+
+    On a GPU with vLLM, generation runs in a colocated ``vllm.LLM`` (``vllm_mode="colocate"``,
+    sharing the card at ``vllm_gpu_memory_utilization``; TRL syncs the weights every step).
+    The tests check every name against TRL's ``GRPOConfig`` fields.
+    """
+    return {
+        "num_generations": cfg.num_generations,
+        "max_completion_length": cfg.max_completion_length,
+        "beta": cfg.beta,
+        "temperature": cfg.temperature,
+        "use_vllm": bool(cfg.use_vllm),
+        "vllm_mode": "colocate",
+        "vllm_gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
+        # vLLM's importance-sampling correction would compare the trainer's masked
+        # log-probabilities with vLLM's unmasked ones.
+        "vllm_importance_sampling_correction": False,
+        # An episode cut at max_completion_length lost its end: its reward is not about
+        # the tokens kept, so it leaves the loss (DAPO's overlong filtering).
+        "mask_truncated_completions": True,
+        "remove_unused_columns": False,
+    }
+
+
 class _Run:
     """The stage functions of one RL run."""
 
@@ -132,23 +157,7 @@ class _Run:
         trainer_class = GrammarGRPOTrainer if cfg.rollout == "agent" else GRPOTrainer
         trainer = trainer_class(
             model=model,
-            args=trl_args(
-                GRPOConfig,
-                cfg,
-                checkpoints,
-                num_generations=cfg.num_generations,
-                max_completion_length=cfg.max_completion_length,
-                beta=cfg.beta,
-                temperature=cfg.temperature,
-                use_vllm=bool(cfg.use_vllm),
-                vllm_mode="colocate",
-                vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-                vllm_importance_sampling_correction=False,
-                # An episode cut at max_completion_length lost its end: its reward is not
-                # about the tokens kept, so it leaves the loss (DAPO's overlong filtering).
-                mask_truncated_completions=True,
-                remove_unused_columns=False,
-            ),
+            args=trl_args(GRPOConfig, cfg, checkpoints, **grpo_specific(cfg)),
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=peft_config,
