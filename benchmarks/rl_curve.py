@@ -67,8 +67,10 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     ]
     for r in records:
         by_step[int(r["step"])].append(float(r["reward"]))
-    history_file = run_dir / "grpo" / "log_history.json"
-    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    lines = (
+        run_dir / "grpo" / "log.jsonl"
+    )  # written as training goes (log_history.json: at the end)
+    history = [json.loads(x) for x in lines.read_text().splitlines()] if lines.is_file() else []
     logged = {int(h["step"]): h for h in history if "reward" in h}
     steps = sorted(by_step)
     rows = []
@@ -80,7 +82,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
                 "reward": sum(by_step[s]) / len(by_step[s]),
                 "n": len(by_step[s]),
                 "entropy": h.get("entropy"),
-                "clipped": h.get("completions/clipped_ratio"),
+                "kl": h.get("kl"),
                 "step_s": h.get("step_time"),
             }
         )
@@ -129,7 +131,7 @@ def chart(summary: dict[str, Any], path: Path, title: str) -> None:
 
 def markdown(summary: dict[str, Any], header: str) -> str:
     def f(v: Any, fmt: str = "{:.2f}") -> str:
-        return "" if v is None else fmt.format(v)
+        return "" if v is None else fmt.format(float(v))
 
     cfg = summary["config"]
     lines = [
@@ -145,13 +147,13 @@ def markdown(summary: dict[str, Any], header: str) -> str:
         f"{summary['dropped_turns']} agent turns lost to re-rendering, "
         f"{summary['unreplayable']} tokens the grammar replay rejected).",
         "",
-        "| step | reward | rollouts | entropy (masked) | clipped | step s |",
+        "| step | reward | rollouts | entropy (masked) | KL | step s |",
         "|---|---|---|---|---|---|",
     ]
     for r in summary["rows"]:
         lines.append(
             f"| {r['step']} | {f(r['reward'])} | {r['n']} | {f(r['entropy'])} | "
-            f"{f(r['clipped'])} | {f(r['step_s'], '{:.1f}')} |"
+            f"{f(r['kl'], '{:.3f}')} | {f(r['step_s'], '{:.1f}')} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -105,6 +105,23 @@ def grpo_specific(cfg: RlConfig) -> dict[str, Any]:
     }
 
 
+def _log_lines(path: Path) -> Any:
+    """A TrainerCallback appending every metrics log to ``path`` (JSONL) as it comes.
+
+    ``log_history.json`` is written when training ends; this keeps the per-step rewards,
+    entropy and KL of a run that was stopped early.
+    """
+    from transformers import TrainerCallback
+
+    class LogLines(TrainerCallback):  # type: ignore[misc]
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
+            if logs and is_main_process():
+                with path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    return LogLines()
+
+
 class _Run:
     """The stage functions of one RL run."""
 
@@ -163,6 +180,7 @@ class _Run:
             peft_config=peft_config,
             **kwargs,
         )
+        trainer.add_callback(_log_lines(folder / "log.jsonl"))
         last = last_checkpoint(checkpoints)
         start = time.perf_counter()
         try:
