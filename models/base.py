@@ -142,6 +142,8 @@ class Candidate:
     finish_reason: str
     completion_tokens: int
     mean_logprob: float | None = None
+    trace: TokenTrace | None = None
+    """The sample's exact tokens, when the backend was asked to trace (RL rollouts)."""
 
     @property
     def confidence(self) -> float | None:
@@ -351,6 +353,7 @@ def _to_candidate(out: RawOutput, constraint: Constraint | None) -> Candidate:
         finish_reason=out.finish_reason,
         completion_tokens=out.completion_tokens,
         mean_logprob=mean_lp,
+        trace=out.trace,
     )
 
 

@@ -13,7 +13,7 @@ so a trainer that scores it unconstrained pushes on tokens the policy never chos
         |  every call's TokenTrace: prompt ids, sampled ids (+ end of turn), sampler logprobs
         v
     EpisodeRecorder (one per episode; wraps the shared policy model)
-        |  records (constraint, sampling, trace) per call
+        |  records (constraint, token budget, trace) per call, through its public chat_batch
         v
     episode_tokens(): the last call's prompt + sampled ids is the sequence; the earlier
         calls whose prompt + sampled ids it starts with are the agent's turns (mask 1), the
@@ -32,12 +32,20 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 from numpy.typing import NDArray
 
-from slmkit.models import ChatModel, Message, RawOutput, Sampling
+from slmkit.models import (
+    ChatModel,
+    ChatOptions,
+    Completion,
+    Message,
+    RawOutput,
+    Sampling,
+    TokenTrace,
+)
 from slmkit.models.guidance import GrammarCache, TokenGate, closing_reserve
 from slmkit.models.schema import Constraint
 from slmkit.training.errors import TrainingError
@@ -104,15 +112,16 @@ class PrefixTokens:
 @dataclass
 class _Call:
     constraint: Constraint | None
-    sampling: Sampling
-    outputs: list[RawOutput]
+    max_tokens: int
+    traces: list[TokenTrace | None]
 
 
 class EpisodeRecorder(ChatModel):
     """The policy as one episode sees it: every call goes to ``policy`` and is recorded.
 
+    Calls go through the policy's public ``chat_batch`` (its batching, if any, applies);
     ``policy`` must trace (a :class:`~slmkit.models.hf.TransformersModel` with
-    ``trace=True``, or any backend whose outputs carry a :class:`TokenTrace`).
+    ``trace=True``, or any backend whose candidates carry a :class:`TokenTrace`).
     """
 
     backend = "recorder"
@@ -125,17 +134,28 @@ class EpisodeRecorder(ChatModel):
         self.prefixes = prefixes
         self.calls: list[_Call] = []
 
+    def chat_batch(
+        self, conversations: Sequence[Sequence[Message]], **options: Unpack[ChatOptions]
+    ) -> list[Completion]:
+        completions = self.policy.chat_batch(conversations, **options)
+        constraint = self._constraint(options.get("schema"), options.get("grammar"))
+        max_tokens = int(options.get("max_tokens", Sampling.max_tokens))
+        for completion in completions:
+            traces = [c.trace for c in completion.candidates]
+            self.calls.append(_Call(constraint, max_tokens, traces))
+            if self.prefixes is not None:
+                for t in traces:
+                    if t is not None:
+                        self.prefixes.register(t.prompt_ids + t.token_ids)
+        return completions
+
     def _generate_batch(
         self, conversations: list[list[Message]], constraint: Constraint | None, sampling: Sampling
     ) -> list[tuple[list[RawOutput], int]]:
-        results = self.policy._generate_batch(conversations, constraint, sampling)
-        for outputs, _ in results:
-            self.calls.append(_Call(constraint, sampling, list(outputs)))
-            if self.prefixes is not None:
-                for o in outputs:
-                    if o.trace is not None:
-                        self.prefixes.register(o.trace.prompt_ids + o.trace.token_ids)
-        return results
+        raise TrainingError(
+            "internal: the episode recorder generates through the policy's chat_batch",
+            hint="report this",
+        )
 
 
 @dataclass
@@ -186,7 +206,7 @@ def _replay(
     gate = TokenGate(policy.grammar(call.constraint), policy.lltokenizer, policy.vocab_size)
     words = (policy.vocab_size + 31) // 32
     end = int(policy.end_token)
-    wrap_at = call.sampling.max_tokens - closing_reserve(call.sampling.max_tokens)
+    wrap_at = call.max_tokens - closing_reserve(call.max_tokens)
     json_out = call.constraint.kind == "json"
     masks: list[NDArray[np.int32] | None] = []
     train: list[int] = []
@@ -220,12 +240,12 @@ def episode_tokens(
     """
     traced: list[tuple[_Call, tuple[int, ...], tuple[int, ...], tuple[float, ...]]] = []
     for call in recorder.calls:
-        if len(call.outputs) != 1:
+        if len(call.traces) != 1:
             raise TrainingError(
                 "an RL rollout decoded several candidates in one call",
                 hint="RL rollouts sample one action per step: set sample_k to 1",
             )
-        trace = call.outputs[0].trace
+        trace = call.traces[0]
         if trace is None:
             raise TrainingError(
                 f"the {recorder.policy.backend} policy returned no token trace",
@@ -276,4 +296,4 @@ def episode_tokens(
 def _is_wrap(call: _Call, step: int) -> bool:
     if call.constraint is None or call.constraint.kind != "json":
         return False
-    return step >= call.sampling.max_tokens - closing_reserve(call.sampling.max_tokens)
+    return step >= call.max_tokens - closing_reserve(call.max_tokens)
