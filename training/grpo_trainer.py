@@ -31,7 +31,11 @@ _ALL = -1  # an int32 word with every bit set: every token allowed
 
 
 def pack_allowed(rows: list[list[Any]], length: int, vocab: int) -> torch.Tensor:
-    """``(rows, length, words)`` int32 bitmasks; None entries and padding allow everything."""
+    """``(rows, length, words)`` int32 bitmasks; None entries and padding allow everything.
+
+    A mask narrower than ``vocab`` (a tokenizer smaller than the output layer) leaves the
+    rest of the vocabulary disallowed, as the sampler did.
+    """
     words = (vocab + 31) // 32
     out: np.ndarray[Any, np.dtype[np.int32]] = np.full(
         (len(rows), length, words), _ALL, dtype=np.int32
@@ -39,6 +43,7 @@ def pack_allowed(rows: list[list[Any]], length: int, vocab: int) -> torch.Tensor
     for i, row in enumerate(rows):
         for t, bits in enumerate(row[:length]):
             if bits is not None:
+                out[i, t] = 0
                 out[i, t, : min(words, len(bits))] = bits[:words]
     return torch.from_numpy(out)
 

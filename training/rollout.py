@@ -165,7 +165,7 @@ class AgentRollout:
             traj = run_episode(env, task, model=recorder, options=options)
         finally:
             self._envs.put(env)
-        tokens = episode_tokens(recorder, self._view, self._fallback_prompt(traj))
+        tokens = episode_tokens(recorder, self._view, lambda: self._fallback_prompt(traj))
         cut = tokens.truncate(self.max_completion_length)
         reward = float(traj.reward or 0.0)
         record = {

@@ -30,8 +30,8 @@ call the agent discarded (and re-decoded) is not part of the episode at all.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Unpack
 
 import numpy as np
@@ -179,7 +179,6 @@ class EpisodeTokens:
     dropped_turns: int = 0
     unreplayable_tokens: int = 0
     wrap_up_tokens: int = 0
-    notes: list[str] = field(default_factory=list)
 
     def truncate(self, length: int) -> bool:
         """Keep the first ``length`` completion tokens; True when something was cut."""
@@ -227,11 +226,11 @@ def _replay(
 
 
 def episode_tokens(
-    recorder: EpisodeRecorder, view: GrammarView, fallback_prompt: list[int]
+    recorder: EpisodeRecorder, view: GrammarView, fallback_prompt: Callable[[], list[int]]
 ) -> EpisodeTokens:
     """The training tokens of the episode ``recorder`` saw (see the module docs).
 
-    ``fallback_prompt`` is the prompt of an episode in which the policy never produced a
+    ``fallback_prompt`` gives the prompt of an episode in which the policy never produced a
     traced output (it failed first): its completion is one untrained end token.
 
     Raises:
@@ -255,7 +254,13 @@ def episode_tokens(
         traced.append((call, trace.prompt_ids, trace.token_ids, lps))
     if not traced:
         end = view.end_token
-        return EpisodeTokens(fallback_prompt, [end], [0], [None], [0.0], notes=["no_action"])
+        return EpisodeTokens(
+            fallback_prompt(),
+            [end],
+            [0],
+            [None],
+            [0.0],
+        )
     # Walk back from the last call: an earlier call is one of the agent's turns in the
     # final sequence when its prompt + sampled ids begin the later call's prompt.
     path = [len(traced) - 1]
