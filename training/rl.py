@@ -37,6 +37,7 @@ from slmkit.training.stages import (
     PipelineResult,
     RunFolder,
     Stage,
+    is_main_process,
     open_run,
     run_stages,
     silent,

@@ -41,13 +41,17 @@ from slmkit.models import (
     ChatModel,
     ChatOptions,
     Completion,
+    Constraint,
+    GrammarCache,
     Message,
     RawOutput,
     Sampling,
+    TokenGate,
     TokenTrace,
+    closing_reserve,
+    end_of_turn,
+    grammar_tokenizer,
 )
-from slmkit.models.guidance import GrammarCache, TokenGate, closing_reserve
-from slmkit.models.schema import Constraint
 from slmkit.training.errors import TrainingError
 
 __all__ = ["EpisodeRecorder", "EpisodeTokens", "GrammarView", "PrefixTokens", "episode_tokens"]
@@ -68,11 +72,9 @@ class GrammarView:
         if hasattr(policy, "lltokenizer"):
             lltok = policy.lltokenizer
             return cls(lltok, int(policy.vocab_size), int(policy.end_token), GrammarCache(lltok))
-        from slmkit.models.hf import _eos_ids, _grammar_tokenizer
-
         vocab = len(tokenizer)
-        lltok = _grammar_tokenizer(tokenizer, vocab, "policy")
-        return cls(lltok, vocab, _eos_ids(tokenizer, None)[0], GrammarCache(lltok))
+        lltok = grammar_tokenizer(tokenizer, vocab, "policy")
+        return cls(lltok, vocab, end_of_turn(tokenizer), GrammarCache(lltok))
 
     def grammar(self, constraint: Constraint) -> str:
         return self.grammars.get(constraint)
