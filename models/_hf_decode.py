@@ -107,8 +107,9 @@ def _pick(rows: list[HfRow], logits: Any, eos_ids: list[int], tokenizer: Any) ->
             if row.logprobs is not None:
                 row.logprobs.append(token_logprob(scores[j], row.sampling, picked[k]))
     for k in device_rows:
-        if rows[k].logprobs is not None:
-            rows[k].logprobs.append(0.0)  # greedy: the pick was certain
+        lps = rows[k].logprobs
+        if lps is not None:
+            lps.append(0.0)  # greedy: the pick was certain
     for row, token in zip(rows, picked, strict=True):
         _advance(row, token, eos_ids, tokenizer)
     return picked

@@ -393,11 +393,6 @@ def end_of_turn(tokenizer: Any) -> int:
     return _eos_ids(tokenizer, None)[0]
 
 
-def end_of_turn(tokenizer: Any) -> int:
-    """The token a complete constrained output of ``tokenizer``'s model ends with."""
-    return _eos_ids(tokenizer, None)[0]
-
-
 def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
     """The tokens that end an output; the first is the chat template's end of turn.
 

@@ -40,7 +40,7 @@ def token_logprob(scores: NDArray[np.float32], sampling: Sampling, token: int) -
     if sampling.temperature <= 0:
         return 0.0
     tempered = _tempered(scores, sampling)
-    top = np.max(tempered)
+    top = float(np.max(tempered))
     return float(tempered[token] - top - np.log(np.sum(np.exp(tempered - top))))
 
 

@@ -10,8 +10,10 @@ distribution climbs), and the log-probabilities the loss uses are not those of t
 that acted. Here the rollout hands over, per completion token, the packed bitmask of the
 tokens allowed when it was sampled (:mod:`slmkit.training.traces`), and every
 log-probability the trainer computes (old, reference, current; the entropy too) is taken
-under that mask at the sampling temperature. A forced token then has log-probability 0
-and no gradient, and the trainer's log-probabilities equal the sampler's.
+under that mask, with the sampler's min-p cut (:data:`slmkit.models.MIN_P`, on the
+untempered masked distribution) and at the sampling temperature: the distribution
+:func:`slmkit.models.sampler.pick_token` draws from. A forced token then has
+log-probability 0 and no gradient, and the trainer's log-probabilities equal the sampler's.
 
 Text-only causal LMs; the full logits of the completion positions are materialised (one
 chunk of rows at a time), which costs memory TRL's fused head avoids.
@@ -24,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 from trl import GRPOTrainer
+
+from slmkit.models import MIN_P
 
 __all__ = ["GrammarGRPOTrainer", "pack_allowed", "unpack_allowed"]
 
@@ -173,11 +177,16 @@ def masked_logps(
                 logits_to_keep=logits_to_keep + 1,
                 use_cache=False,
             )
-        logits = out.logits[:, :-1, :].float() / temperature
+        logits = out.logits[:, :-1, :].float()
         labels = labels_all[start:end].unsqueeze(-1)
         ok = unpack_allowed(allowed[start:end], logits.shape[-1])
         ok = ok.scatter(-1, labels, True)
-        lp = torch.log_softmax(logits.masked_fill(~ok, float("-inf")), dim=-1)
+        logits = logits.masked_fill(~ok, float("-inf"))
+        with torch.no_grad():  # the sampler's min-p cut, on the untempered masked distribution
+            probs = torch.softmax(logits, dim=-1)
+            ok &= probs >= MIN_P * probs.amax(dim=-1, keepdim=True)
+            ok = ok.scatter(-1, labels, True)
+        lp = torch.log_softmax((logits / temperature).masked_fill(~ok, float("-inf")), dim=-1)
         logps.append(lp.gather(-1, labels).squeeze(-1))
         if compute_entropy:
             entropies.append(-(lp.exp() * lp.masked_fill(~ok, 0.0)).sum(-1))

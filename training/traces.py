@@ -44,7 +44,8 @@ from slmkit.models import (
     Constraint,
     GrammarCache,
     Message,
-    RawOutput,
+    Request,
+    RowResult,
     Sampling,
     TokenGate,
     TokenTrace,
@@ -151,9 +152,7 @@ class EpisodeRecorder(ChatModel):
                         self.prefixes.register(t.prompt_ids + t.token_ids)
         return completions
 
-    def _generate_batch(
-        self, conversations: list[list[Message]], constraint: Constraint | None, sampling: Sampling
-    ) -> list[tuple[list[RawOutput], int]]:
+    def _generate_batch(self, requests: list[Request]) -> list[RowResult]:
         raise TrainingError(
             "internal: the episode recorder generates through the policy's chat_batch",
             hint="report this",
