@@ -10,6 +10,7 @@ given on the command line wins), the library runs the stages, rich shows progres
     agentctl distill --run-dir runs/distill-20250101-120000        # resume
     agentctl distill --run-dir runs/distill-... --from sft         # redo sft, eval, report
     agentctl distill status runs/distill-...
+    agentctl distill --rl --rl-opt max_steps=30                  # SFT, then GRPO from the student
     agentctl rl --env bfcl:simple --model runs/distill-.../student --max-steps 50
 
 ``--sft-opt``/``--agent-opt``/``--env-opt``/``--teacher-opt KEY=VALUE`` pass SFT,
@@ -98,7 +99,9 @@ def _print_result(root: Path, outputs: dict[str, Any]) -> None:
             x = r.get("success_rate")
             return "n/a" if x is None else f"{100 * x:.1f}% ({r.get('successes')}/{r.get('tasks')})"
 
-        console.print(f"success before: {pct(before)}   after: {pct(after)}")
+        rl = outputs.get("after_rl")
+        after_rl = f"   after RL: {pct(rl)}" if isinstance(rl, dict) else ""
+        console.print(f"success before: {pct(before)}   after: {pct(after)}{after_rl}")
     report = root / "report.md"
     if report.is_file():
         console.print(f"report: [bold]{report}[/]")
@@ -176,6 +179,10 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[float | None, typer.Option(help="SFT learning rate")] = None,
         lora_r: Annotated[int | None, typer.Option(help="SFT LoRA rank")] = None,
         sft_max_steps: Annotated[int | None, typer.Option(help="SFT optimizer steps")] = None,
+        rl: Annotated[
+            bool, typer.Option("--rl", help="GRPO from the SFT student, then eval all three")
+        ] = False,
+        rl_opt: KvOpt = None,
         start: FromOpt = None,
         until: UntilOpt = None,
         force: ForceOpt = False,
@@ -218,6 +225,8 @@ def register(app: typer.Typer) -> None:
             **{k: v for k, v in sft_fields.items() if v is not None},
             **parse_kv(sft_opt),
         }
+        if rl or rl_opt:  # an rl stage: the config file's options, then --rl-opt KEY=VALUE
+            merged["rl"] = {**dict(merged.get("rl") or {}), **parse_kv(rl_opt)}
         cfg = validate_config(DistillConfig, merged, "distill")
         result = distill(cfg, start=start, until=until, force=force, announce=_announce)
         console.print(f"run: [bold]{result.run_dir}[/]")

@@ -6,8 +6,8 @@ actions through the transformers backend, rewards from an environment) on a smal
 and prints one table. Each phase is measured on its own; a phase that fails prints its
 error and the script goes on, so a partial machine still reports what it could measure.
 
-No data or model is downloaded: the trajectories and the environment are built here
-(a one-tool "thermostat" task family), and the model is a local HF folder, a GGUF file
+No data or model is downloaded: the environment is the built-in one-tool ``thermostat``
+(its gold runs are the SFT data), and the model is a local HF folder, a GGUF file
 converted on the spot, or the embedded SmolLM2-135M::
 
     python benchmarks/gpu_smoke.py --gguf SmolLM2-135M-Instruct.Q4_1.gguf --steps 20
@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,49 +113,6 @@ def model_folder(args: argparse.Namespace, work: Path) -> Path:
 
 
 # --------------------------------------------------------------------------- data
-
-
-def thermostat_env() -> str:
-    """Register a one-tool environment: set the thermostat to the asked temperature."""
-    from slmkit.simulators import Environment, EnvSpec, RewardReport, register_env
-    from slmkit.simulators.base import env_tool
-
-    class Thermostat(Environment):
-        name = "thermostat"
-
-        def _tasks(self, split: str) -> Iterator[dict[str, Any]]:
-            for i in range(64):
-                room = ["kitchen", "bedroom", "office", "garage"][i % 4]
-                yield {"id": f"t{i}", "split": split, "room": room, "celsius": 16 + i % 10}
-
-        def _start(self, task: dict[str, Any]) -> list[dict[str, Any]]:
-            text = f"Set the {task['room']} thermostat to {task['celsius']} degrees Celsius."
-            return [{"role": "user", "content": text}]
-
-        @env_tool
-        def set_thermostat(self, room: str, celsius: int) -> str:
-            """Set a room's thermostat.
-
-            Args:
-                room: the room name
-                celsius: the target temperature in degrees Celsius
-            """
-            return f"{room} set to {celsius} C"
-
-        def _score(self, task: dict[str, Any]) -> RewardReport:
-            want = {"room": task["room"], "celsius": task["celsius"]}
-            ok = any(c.get("arguments") == want and c.get("ok") for c in self.calls)
-            return self._report(1.0 if ok else 0.0)
-
-        def gold_actions(self, task: Mapping[str, Any]) -> list[dict[str, Any]] | None:
-            args = {"room": task["room"], "celsius": task["celsius"]}
-            return [{"name": "set_thermostat", "arguments": args}]
-
-        def gold_answer(self, task: Mapping[str, Any]) -> str | None:
-            return f"The {task['room']} is set to {task['celsius']} C."
-
-    register_env(EnvSpec("thermostat", lambda **kw: Thermostat(**kw), "GPU smoke test env"))
-    return "thermostat"
 
 
 def trajectories(n: int) -> list[Any]:
@@ -307,7 +264,6 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         try:
             folder = model_folder(args, work)
-            thermostat_env()
         except Exception as exc:
             traceback.print_exc()
             print(f"\nsetup failed: {type(exc).__name__}: {exc}")

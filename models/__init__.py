@@ -16,6 +16,7 @@ from slmkit.models.base import (
     Request,
     RowResult,
     Sampling,
+    TokenTrace,
     Usage,
 )
 from slmkit.models.chat_format import decode_arguments, to_text_messages
@@ -31,7 +32,8 @@ from slmkit.models.errors import (
     PromptError,
     SlmkitError,
 )
-from slmkit.models.hf import TransformersModel, convert_embedded
+from slmkit.models.guidance import GrammarCache, TokenGate, closing_reserve
+from slmkit.models.hf import TransformersModel, convert_embedded, end_of_turn, grammar_tokenizer
 from slmkit.models.loader import BACKENDS, DEFAULT_SPEC, batching_options, load_model, parse_spec
 from slmkit.models.paths import (
     cache_dir,
@@ -42,6 +44,7 @@ from slmkit.models.paths import (
 )
 from slmkit.models.pkgdata import KNOWN_PACKAGES, cached_package, fetch_package
 from slmkit.models.prompts import load_prompt, render_prompt, render_template
+from slmkit.models.sampler import MIN_P
 from slmkit.models.schema import Constraint, SchemaLike, to_json_schema
 from slmkit.models.vllm_backend import VllmModel
 from slmkit.models.wrapped import WrappedModel
@@ -51,6 +54,7 @@ __all__ = [
     "DEFAULT_SPEC",
     "EMBEDDED_MODELS",
     "KNOWN_PACKAGES",
+    "MIN_P",
     "BackendUnavailableError",
     "Candidate",
     "ChatModel",
@@ -61,6 +65,7 @@ __all__ = [
     "DataError",
     "Generation",
     "GenerationError",
+    "GrammarCache",
     "Message",
     "ModelError",
     "ModelNotFoundError",
@@ -72,6 +77,8 @@ __all__ = [
     "Sampling",
     "SchemaLike",
     "SlmkitError",
+    "TokenGate",
+    "TokenTrace",
     "TransformersModel",
     "Usage",
     "VllmModel",
@@ -79,11 +86,14 @@ __all__ = [
     "batching_options",
     "cache_dir",
     "cached_package",
+    "closing_reserve",
     "convert_embedded",
     "decode_arguments",
     "embedded_gguf",
+    "end_of_turn",
     "existing_path",
     "fetch_package",
+    "grammar_tokenizer",
     "load_model",
     "load_prompt",
     "looks_like_path",

@@ -26,7 +26,7 @@ import numpy as np
 
 from slmkit.models.base import Sampling
 from slmkit.models.guidance import TokenGate, fill_masks
-from slmkit.models.sampler import cut_at_stop, pick_token
+from slmkit.models.sampler import cut_at_stop, pick_token, token_logprob
 
 __all__ = ["HfRow", "decode_rows"]
 
@@ -44,6 +44,10 @@ class HfRow:
     tokens: list[int] = field(default_factory=list)
     finish: str | None = None
     text: str = ""
+    logprobs: list[float] | None = None
+    """With a trace: the sampler's log-probability of each picked token (end included)."""
+    end: int | None = None
+    """The end-of-output token the row picked, if it ended on one."""
 
 
 def decode_rows(model: Any, tokenizer: Any, rows: list[HfRow], eos_ids: list[int]) -> None:
@@ -100,6 +104,12 @@ def _pick(rows: list[HfRow], logits: Any, eos_ids: list[int], tokenizer: Any) ->
             if row.gate is not None:
                 row.gate.apply(scores[j], wrap_up=len(row.tokens) >= row.wrap_at)
             picked[k] = pick_token(scores[j], row.sampling, row.rng)
+            if row.logprobs is not None:
+                row.logprobs.append(token_logprob(scores[j], row.sampling, picked[k]))
+    for k in device_rows:
+        lps = rows[k].logprobs
+        if lps is not None:
+            lps.append(0.0)  # greedy: the pick was certain
     for row, token in zip(rows, picked, strict=True):
         _advance(row, token, eos_ids, tokenizer)
     return picked
@@ -107,7 +117,7 @@ def _pick(rows: list[HfRow], logits: Any, eos_ids: list[int], tokenizer: Any) ->
 
 def _advance(row: HfRow, token: int, eos_ids: list[int], tokenizer: Any) -> None:
     if token in eos_ids:
-        row.finish = "stop"
+        row.finish, row.end = "stop", token
     else:
         row.tokens.append(token)
         if row.gate is not None:

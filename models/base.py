@@ -36,6 +36,7 @@ __all__ = [
     "Request",
     "RowResult",
     "Sampling",
+    "TokenTrace",
     "Usage",
 ]
 
@@ -81,6 +82,22 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class TokenTrace:
+    """The exact tokens of one sample, for training on what the policy really did.
+
+    ``token_ids`` are the sampled tokens, the end-of-turn token included when the sample
+    ended on it; ``logprobs`` are their log-probabilities under the distribution they were
+    drawn from (grammar mask, temperature and top-p applied). RL needs these rather than
+    a re-tokenization of ``text``: under a grammar the sampler may spell a text with
+    other tokens than the tokenizer would.
+    """
+
+    prompt_ids: tuple[int, ...]
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
 class RawOutput:
     """What a backend produced for one sample, before validation."""
 
@@ -89,6 +106,8 @@ class RawOutput:
     finish_reason: str = "stop"
     grammar_accepted: bool = True
     token_logprobs: tuple[float, ...] | None = None
+    trace: TokenTrace | None = None
+    """The sample's tokens, from backends asked to trace (RL rollouts)."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +142,8 @@ class Candidate:
     finish_reason: str
     completion_tokens: int
     mean_logprob: float | None = None
+    trace: TokenTrace | None = None
+    """The sample's exact tokens, when the backend was asked to trace (RL rollouts)."""
 
     @property
     def confidence(self) -> float | None:
@@ -332,6 +353,7 @@ def _to_candidate(out: RawOutput, constraint: Constraint | None) -> Candidate:
         finish_reason=out.finish_reason,
         completion_tokens=out.completion_tokens,
         mean_logprob=mean_lp,
+        trace=out.trace,
     )
 
 

@@ -195,6 +195,18 @@ class TokenGate:
         mask[:n] = bits[:n].astype(np.bool_)
         return mask
 
+    def allowed_bits(self, words: int | None = None) -> NDArray[np.int32]:
+        """The allowed-token mask for the next step, packed: bit ``t % 32`` of word ``t // 32``.
+
+        A copy, ``words`` int32 wide (zero-padded): what RL stores per sampled token to
+        score it under the same mask the sampler drew it under.
+        """
+        self._matcher.unsafe_compute_mask_ptr(self._bitmask.ctypes.data, self._bitmask.nbytes)
+        out: NDArray[np.int32] = np.zeros(words or self._words, dtype=np.int32)
+        n = min(out.shape[0], self._words)
+        out[:n] = self._bitmask[:n]
+        return out
+
     def apply(self, scores: NDArray[np.float32], *, wrap_up: bool = False) -> NDArray[np.float32]:
         """Record the unconstrained log-probabilities, then mask ``scores`` in place.
 

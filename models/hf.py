@@ -16,22 +16,38 @@ import functools
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from slmkit.models._hf_decode import HfRow, decode_rows
-from slmkit.models.base import ChatModel, Generation, Message, RawOutput, Request, RowResult
+from slmkit.models.base import (
+    ChatModel,
+    Generation,
+    Message,
+    RawOutput,
+    Request,
+    RowResult,
+    TokenTrace,
+)
 from slmkit.models.batching import Batcher
 from slmkit.models.chat_format import to_text_messages
 from slmkit.models.embedded import EMBEDDED_MODELS, embedded_gguf
 from slmkit.models.errors import BackendUnavailableError, GenerationError, ModelNotFoundError
 from slmkit.models.guidance import GrammarCache, TokenGate, closing_bias, closing_reserve
 from slmkit.models.paths import cache_dir, model_location
+from slmkit.models.schema import Constraint
 from slmkit.models.threads import decode_threads
 
-__all__ = ["TransformersModel", "convert_embedded", "convert_gguf"]
+__all__ = [
+    "TransformersModel",
+    "convert_embedded",
+    "convert_gguf",
+    "end_of_turn",
+    "grammar_tokenizer",
+]
 
 
 def convert_embedded(alias: str = "smollm2") -> Path:
@@ -144,7 +160,7 @@ def _repair_byte_level_decoder(path: Path) -> None:
         path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
 
 
-def _grammar_tokenizer(tokenizer: Any, n_vocab: int, name: str) -> Any:
+def grammar_tokenizer(tokenizer: Any, n_vocab: int, name: str) -> Any:
     """llguidance's view of ``tokenizer``, checked to spell tokens as the tokenizer does.
 
     Constraints mask tokens by the bytes llguidance thinks they spell; if that view
@@ -241,13 +257,37 @@ class TransformersModel(ChatModel):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._vocab = int(self.model.get_output_embeddings().weight.shape[0])
-        self._lltok = _grammar_tokenizer(self.tokenizer, self._vocab, str(target))
+        self._lltok = grammar_tokenizer(self.tokenizer, self._vocab, str(target))
         self._eos_ids = _eos_ids(self.tokenizer, self.model)
         self._grammars = GrammarCache(self._lltok)
         self._max_positions = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
         self._batcher = Batcher(
             self._decode, max_batch=max_batch, window_s=batch_window_s, name=str(target)
         )
+        self.trace = False
+        """Attach a :class:`~slmkit.models.TokenTrace` to every output (RL rollouts)."""
+        self.prompt_tokens: Callable[[str], list[int]] | None = None
+        """Tokenizes a rendered prompt instead of the tokenizer (RL rollouts reuse the
+        tokens an episode already produced, so its next turn reads exactly them)."""
+
+    @property
+    def lltokenizer(self) -> Any:
+        """llguidance's view of the tokenizer (what the grammar masks are computed over)."""
+        return self._lltok
+
+    @property
+    def vocab_size(self) -> int:
+        """Rows of the output layer: the width of every mask and logit vector."""
+        return self._vocab
+
+    @property
+    def end_token(self) -> int:
+        """The token that ends a turn (what a complete constrained output stands for)."""
+        return self._eos_ids[0]
+
+    def grammar(self, constraint: Constraint) -> str:
+        """The compiled grammar of ``constraint`` (cached), as the sampler's gates use it."""
+        return self._grammars.get(constraint)
 
     def render(self, messages: list[Message]) -> str:
         return str(
@@ -281,6 +321,7 @@ class TransformersModel(ChatModel):
                         finish_reason=r.finish or "length",
                         grammar_accepted=r.gate.accepting if r.gate is not None else True,
                         token_logprobs=tuple(r.gate.token_logprobs) if r.gate else None,
+                        trace=self._trace(r),
                     )
                     for r in samples
                 ],
@@ -288,13 +329,32 @@ class TransformersModel(ChatModel):
             )
         return [r for r in results if r is not None]
 
+    def _trace(self, row: HfRow) -> TokenTrace | None:
+        """The row's exact tokens (None without a trace, or when cut at a stop string).
+
+        A turn that ended ends on its end token: the one it picked, or, when its grammar
+        completed, the end of turn it had no choice but (log-probability 0).
+        """
+        if row.logprobs is None:
+            return None
+        grammar_done = row.gate is not None and row.gate.stopped
+        if row.finish == "stop" and row.end is None and not grammar_done:
+            return None  # a stop string ended it: the text is cut inside the tokens
+        ids, lps = list(row.tokens), list(row.logprobs[: len(row.tokens)])
+        if row.end is not None:
+            ids.append(row.end)
+            lps.append(row.logprobs[len(row.tokens)])
+        elif grammar_done:
+            ids.append(self.end_token)
+            lps.append(0.0)
+        return TokenTrace(tuple(row.prompt), tuple(ids), tuple(lps))
+
     def _rows(self, req: Request) -> list[HfRow]:
-        prompt = [
-            int(t)
-            for t in self.tokenizer(self.render(req.messages), add_special_tokens=False)[
-                "input_ids"
-            ]
-        ]
+        text = self.render(req.messages)
+        if self.prompt_tokens is not None:
+            prompt = [int(t) for t in self.prompt_tokens(text)]
+        else:
+            prompt = [int(t) for t in self.tokenizer(text, add_special_tokens=False)["input_ids"]]
         budget = req.sampling.max_tokens
         if self._max_positions:
             if len(prompt) + 1 >= self._max_positions:
@@ -319,6 +379,7 @@ class TransformersModel(ChatModel):
                 gate=TokenGate(grammar, self._lltok, self._vocab, closing=closing)
                 if grammar is not None
                 else None,
+                logprobs=[] if self.trace else None,
             )
             for j in range(req.sampling.n)
         ]
@@ -327,7 +388,17 @@ class TransformersModel(ChatModel):
         self._batcher.close()
 
 
+def end_of_turn(tokenizer: Any) -> int:
+    """The token a complete turn of ``tokenizer``'s chat template ends with."""
+    return _eos_ids(tokenizer, None)[0]
+
+
 def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
+    """The tokens that end an output; the first is the chat template's end of turn.
+
+    A converted GGUF may list ``<|im_start|>`` as EOS (transformers 5.17 does for
+    SmolLM2): a turn is still ended by ``<|im_end|>`` in the text the trainer scores.
+    """
     ids: set[int] = set()
     for source in (getattr(model, "generation_config", None), tokenizer):
         eos = getattr(source, "eos_token_id", None)
@@ -337,5 +408,6 @@ def _eos_ids(tokenizer: Any, model: Any) -> list[int]:
             ids.update(int(e) for e in eos)
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     if isinstance(im_end, int) and im_end != getattr(tokenizer, "unk_token_id", None):
-        ids.add(im_end)
-    return sorted(ids)
+        return [im_end, *sorted(ids - {im_end})]
+    eos = getattr(tokenizer, "eos_token_id", None)
+    return [eos, *sorted(ids - {eos})] if isinstance(eos, int) else sorted(ids)

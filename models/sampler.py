@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from slmkit.models.base import Sampling
 
-__all__ = ["MIN_P", "cut_at_stop", "pick_token"]
+__all__ = ["MIN_P", "cut_at_stop", "pick_token", "token_logprob"]
 
 MIN_P = 0.05
 """llama.cpp's default min-p: prunes the long tail of junk tokens that high temperatures
@@ -27,6 +27,25 @@ def pick_token(scores: NDArray[np.float32], sampling: Sampling, rng: np.random.G
     """
     if sampling.temperature <= 0:
         return int(np.argmax(scores))
+    tempered = _tempered(scores, sampling)
+    weights = np.exp(tempered - np.max(tempered))
+    return int(rng.choice(weights.shape[0], p=weights / weights.sum()))
+
+
+def token_logprob(scores: NDArray[np.float32], sampling: Sampling, token: int) -> float:
+    """The log-probability :func:`pick_token` gave ``token`` (0.0 when greedy).
+
+    What RL needs to check that its trainer scores a token as the sampler drew it.
+    """
+    if sampling.temperature <= 0:
+        return 0.0
+    tempered = _tempered(scores, sampling)
+    top = float(np.max(tempered))
+    return float(tempered[token] - top - np.log(np.sum(np.exp(tempered - top))))
+
+
+def _tempered(scores: NDArray[np.float32], sampling: Sampling) -> NDArray[np.float64]:
+    """The sampler's tempered logits: -inf outside what top-p and min-p keep."""
     logits = scores.astype(np.float64)
     probs = np.exp(logits - np.max(logits))
     probs /= probs.sum()
@@ -38,9 +57,8 @@ def pick_token(scores: NDArray[np.float32], sampling: Sampling, rng: np.random.G
         nucleus = np.zeros_like(keep)
         nucleus[order[:cut]] = True
         keep &= nucleus
-    tempered = np.where(keep, logits / sampling.temperature, -np.inf)
-    weights = np.exp(tempered - np.max(tempered))
-    return int(rng.choice(weights.shape[0], p=weights / weights.sum()))
+    tempered: NDArray[np.float64] = np.where(keep, logits / sampling.temperature, -np.inf)
+    return tempered
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:

@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from slmkit.models.base import ChatModel, Generation, RawOutput, Request, RowResult, Sampling
+from slmkit.models.base import (
+    ChatModel,
+    Generation,
+    RawOutput,
+    Request,
+    RowResult,
+    Sampling,
+    TokenTrace,
+)
 from slmkit.models.batching import Batcher
 from slmkit.models.errors import BackendUnavailableError
 from slmkit.models.paths import model_location
@@ -38,6 +46,8 @@ class VllmModel(ChatModel):
     backend = "vllm"
     supports_grammar = True
     supports_logprobs = True
+    trace = False
+    """Attach a :class:`~slmkit.models.TokenTrace` to every output (RL rollouts)."""
 
     def __init__(
         self,
@@ -75,7 +85,7 @@ class VllmModel(ChatModel):
             "top_p": sampling.top_p,
             "seed": sampling.seed,
             "stop": list(sampling.stop) or None,
-            "logprobs": 0 if sampling.logprobs else None,
+            "logprobs": 0 if sampling.logprobs or self.trace else None,
         }
         if constraint is not None:
             from vllm.sampling_params import StructuredOutputsParams
@@ -107,12 +117,18 @@ class VllmModel(ChatModel):
                         float(step[tok].logprob)
                         for step, tok in zip(o.logprobs, o.token_ids, strict=False)
                     )
+                trace = None
+                if self.trace:
+                    trace = TokenTrace(
+                        tuple(resp.prompt_token_ids or ()), tuple(o.token_ids), logprobs=lps
+                    )
                 outputs.append(
                     RawOutput(
                         text=o.text,
                         completion_tokens=len(o.token_ids),
                         finish_reason=o.finish_reason or "stop",
                         token_logprobs=lps,
+                        trace=trace,
                     )
                 )
             results.append(Generation(outputs, len(resp.prompt_token_ids or [])))

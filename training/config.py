@@ -28,7 +28,7 @@ __all__ = [
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
-STAGES: tuple[str, ...] = ("collect", "filter", "sft", "eval", "report")
+STAGES: tuple[str, ...] = ("collect", "filter", "sft", "rl", "eval", "report")
 """The stages of ``distill``, in order; each writes ``<run>/<stage>/status.json``."""
 
 
@@ -272,6 +272,11 @@ class DistillConfig(BaseModel):
         "list; any other text: that header",
     )
     sft: SftConfig = Field(default_factory=_distill_sft_default, description="SFT options")
+    rl: RlConfig | None = Field(
+        None,
+        description="GRPO after SFT, from the SFT student (None: no RL stage); its env "
+        "defaults to the first training environment, its model is always the student",
+    )
     eval_backend: Literal["transformers", "llamacpp"] = Field(
         "transformers",
         description="how the students before and after run: transformers (the HF folders "

@@ -7,8 +7,11 @@ Stages, each in its own folder of the run (``runs/distill-<time>/``) with a stat
               the first one the environment verifies kept (rejection sampling)
     filter    correct, well-formed, ended on its own; recovered tool errors kept
     sft       the student fine-tuned on them (:func:`~slmkit.training.sft`)
-    eval      the student before and after, on held-out tasks, with the metrics of
-              ``agentctl eval`` (:func:`slmkit.simulators.evaluate`)
+    rl        with ``rl`` set (``agentctl distill --rl``): GRPO from the SFT student on
+              the training environment (:func:`~slmkit.training.rl`), its policy in
+              ``<run>/rl/run/policy``; skipped otherwise
+    eval      the student before and after (and after RL), on held-out tasks, with the
+              metrics of ``agentctl eval`` (:func:`slmkit.simulators.evaluate`)
     report    ``report.md`` and ``report.png``: success with Wilson intervals, schema-
               valid and executable-call rates, tokens per task, wall time per stage
 
@@ -177,6 +180,38 @@ class _Pipeline:
         )
         return {"student": str(path), **{k: meta.get(k) for k in keep}}
 
+    # ------------------------------------------------------------------ rl
+
+    def rl_config(self) -> Any:
+        """The RL stage's options: the SFT student as the policy, the run's seed."""
+        cfg = self.cfg
+        assert cfg.rl is not None
+        update: dict[str, Any] = {
+            "model": str(self.root / "student"),
+            "run_dir": self.root / "rl" / "run",
+            "seed": cfg.seed,
+            "eval_n": 0,  # the distill eval measures the policy, with the other two
+            "progress": cfg.progress and cfg.rl.progress,
+        }
+        if "env" not in cfg.rl.model_fields_set:
+            update.update(env=cfg.train_envs[0], env_options=cfg.env_options)
+        if "agent_options" not in cfg.rl.model_fields_set:
+            update["agent_options"] = cfg.agent_options
+        return cfg.rl.model_copy(update=update)
+
+    def rl(self, folder: Path) -> dict[str, Any]:
+        from slmkit.training.rl import rl
+
+        if self.cfg.rl is None:
+            return {"skipped": "no RL stage (agentctl distill --rl adds one)"}
+        result = rl(self.rl_config(), until="grpo", announce=self.say)
+        out = result.outputs("grpo")
+        return {
+            "policy": str(result.policy),
+            "env": self.rl_config().env,
+            **{k: out.get(k) for k in ("steps", "rewards", "tasks", "train_s")},
+        }
+
     # ------------------------------------------------------------------ eval
 
     def eval_agent_options(self) -> dict[str, Any]:
@@ -197,6 +232,7 @@ class _Pipeline:
         from slmkit.training.sft import resolve_student
 
         cfg = self.cfg
+        policy = self.root / "rl" / "run" / "policy"
         return eval_before_after(
             folder,
             env=cfg.eval_env,
@@ -204,6 +240,7 @@ class _Pipeline:
             n=cfg.eval_n,
             base=resolve_student(cfg.student),
             trained=self.root / "student",
+            more={"after_rl": policy} if cfg.rl is not None else None,
             env_options=cfg.env_options,
             agent_options=self.eval_agent_options(),
             backend=cfg.eval_backend,
@@ -240,9 +277,18 @@ def _depends(cfg: DistillConfig) -> dict[str, Any]:
             **pick("student", "student_system_prompt", "seed"),
             "sft": {k: v for k, v in c["sft"].items() if k not in ("progress", "report_to")},
         },
-        "eval": pick(
-            "eval_env", "eval_split", "eval_n", "env_options", "agent_options", "eval_backend"
-        ),
+        "rl": {
+            **pick("train_envs", "env_options", "agent_options", "seed"),
+            "rl": None if c["rl"] is None else {
+                k: v for k, v in c["rl"].items() if k not in ("progress", "report_to")
+            },
+        },
+        "eval": {
+            **pick(
+                "eval_env", "eval_split", "eval_n", "env_options", "agent_options", "eval_backend"
+            ),
+            "rl": c["rl"] is not None,
+        },
         "report": {},
     }  # fmt: skip
 
@@ -274,6 +320,7 @@ def distill(
         Stage("collect", pipe.collect, deps["collect"]),
         Stage("filter", pipe.filter, deps["filter"]),
         Stage("sft", pipe.sft, deps["sft"]),
+        Stage("rl", pipe.rl, deps["rl"]),
         Stage("eval", pipe.eval, deps["eval"]),
         Stage("report", pipe.report, deps["report"]),
     ]

@@ -9,7 +9,7 @@ different precision than the other.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,37 +22,39 @@ __all__ = ["eval_before_after"]
 def _models(
     folder: Path,
     base: Path,
-    trained: Path,
+    trained: Mapping[str, Path],
     backend: Literal["transformers", "llamacpp"],
     workers: int,
 ) -> dict[str, tuple[str, Callable[[], ChatModel]]]:
-    """Each side's spec and loader, sized for ``workers`` concurrent episodes."""
-
-    def _sized(backend: str) -> dict[str, Any]:
-        return batching_options(f"{backend}:model", workers)
-
+    """Each model's spec and loader (``before``, then ``trained`` by label), sized for
+    ``workers`` concurrent episodes."""
+    sized = batching_options("llamacpp:model", workers)
     if backend == "llamacpp":
         from slmkit.training.export import export_gguf
 
         base_gguf = export_gguf(base, folder / "base-f16.gguf")
-        trained_gguf = export_gguf(trained)
-        return {
+        out: dict[str, tuple[str, Callable[[], ChatModel]]] = {
             "before": (
                 f"llamacpp:{base_gguf}",
-                lambda: load_model(f"llamacpp:{base_gguf}", cache=False, **_sized("llamacpp")),
-            ),
-            "after": (
-                f"llamacpp:{trained_gguf}",
-                lambda: load_student(f"llamacpp:{trained_gguf}", trained, **_sized("llamacpp")),
-            ),
+                lambda: load_model(f"llamacpp:{base_gguf}", cache=False, **sized),
+            )
         }
-    return {
-        "before": (f"transformers:{base}", lambda: load_model(f"transformers:{base}", cache=False)),
-        "after": (
-            f"transformers:{trained}",
-            lambda: load_student(f"transformers:{trained}", trained),
-        ),
+        for label, path in trained.items():
+            gguf = export_gguf(path)
+            out[label] = (
+                f"llamacpp:{gguf}",
+                lambda g=gguf, p=path: load_student(f"llamacpp:{g}", p, **sized),  # type: ignore[misc]
+            )
+        return out
+    out = {
+        "before": (f"transformers:{base}", lambda: load_model(f"transformers:{base}", cache=False))
     }
+    for label, path in trained.items():
+        out[label] = (
+            f"transformers:{path}",
+            lambda p=path: load_student(f"transformers:{p}", p),  # type: ignore[misc]
+        )
+    return out
 
 
 def eval_before_after(
@@ -63,6 +65,7 @@ def eval_before_after(
     n: int | None,
     base: Path,
     trained: Path,
+    more: Mapping[str, Path] | None = None,
     env_options: dict[str, Any] | None = None,
     agent_options: dict[str, Any] | None = None,
     backend: Literal["transformers", "llamacpp"] = "transformers",
@@ -70,15 +73,16 @@ def eval_before_after(
     progress: bool = True,
     say: Callable[[str, str], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate ``base`` and ``trained`` on ``env``; return both reports as dicts.
+    """Evaluate ``base``, ``trained`` (and ``more``, by label) on ``env``; return the reports.
 
-    Results go to ``folder/before.jsonl`` and ``folder/after.jsonl`` (resumable, like any
-    evaluation), with their summaries beside them.
+    Results go to ``folder/before.jsonl``, ``folder/after.jsonl`` and ``folder/<label>.jsonl``
+    (resumable, like any evaluation), with their summaries beside them.
     """
     from slmkit.simulators import EvalConfig, evaluate
 
     out: dict[str, Any] = {}
-    for label, (spec, make) in _models(folder, base, trained, backend, workers or 1).items():
+    models = _models(folder, base, {"after": trained, **(more or {})}, backend, workers or 1)
+    for label, (spec, make) in models.items():
         if say is not None:
             say("eval", f"{label}: {spec} on {env} ({split})")
         model = make()

@@ -100,6 +100,25 @@ def _success_cell(r: Mapping[str, Any]) -> str:
     return f"{_pct(r.get('success_rate'))} [{100 * lo:.1f}, {100 * hi:.1f}] ({k}/{n})"
 
 
+def three_way(root: Path, ev: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Before SFT, after SFT, after RL: success (Wilson) and paired sign tests (None: no RL)."""
+    if not ev.get("after_rl"):
+        return None
+    labels = {"before": "before SFT", "after": "after SFT", "after_rl": "after RL"}
+    rows = [[name, _success_cell(ev.get(key) or {})] for key, name in labels.items()]
+    pairs = []
+    for a, b in (("before", "after"), ("after", "after_rl"), ("before", "after_rl")):
+        p = paired_outcomes(root / "eval" / f"{a}.jsonl", root / "eval" / f"{b}.jsonl")
+        pairs.append(
+            [
+                f"{labels[a]} -> {labels[b]}",
+                *(str(p[k]) for k in ("n", "fixed", "broken")),
+                p["p_value"],
+            ]
+        )
+    return {"rows": rows, "pairs": pairs}
+
+
 def _result_rows(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[list[str]]:
     rows = [
         [
@@ -274,6 +293,8 @@ def write_distill_report(
         train_time=_secs(training.get("train_s")),
         loss_line=loss_line,
         stage_rows=stage_rows,
+        rl=three_way(root, ev),
+        rl_stage=_outputs(statuses, "rl"),
     )
     md_path, png_path = root / "report.md", root / "report.png"
     md_path.write_text(md, encoding="utf-8")

@@ -37,6 +37,7 @@ from slmkit.training.stages import (
     PipelineResult,
     RunFolder,
     Stage,
+    is_main_process,
     open_run,
     run_stages,
     silent,
@@ -80,6 +81,48 @@ def _dataset(cfg: RlConfig) -> tuple[list[dict[str, Any]], dict[str, dict[str, A
     return rows, tasks
 
 
+def grpo_specific(cfg: RlConfig) -> dict[str, Any]:
+    """The ``GRPOConfig`` arguments of a run beyond the ones SFT shares (``trl_args``).
+
+    On a GPU with vLLM, generation runs in a colocated ``vllm.LLM`` (``vllm_mode="colocate"``,
+    sharing the card at ``vllm_gpu_memory_utilization``; TRL syncs the weights every step).
+    The tests check every name against TRL's ``GRPOConfig`` fields.
+    """
+    return {
+        "num_generations": cfg.num_generations,
+        "max_completion_length": cfg.max_completion_length,
+        "beta": cfg.beta,
+        "temperature": cfg.temperature,
+        "use_vllm": bool(cfg.use_vllm),
+        "vllm_mode": "colocate",
+        "vllm_gpu_memory_utilization": cfg.vllm_gpu_memory_utilization,
+        # vLLM's importance-sampling correction would compare the trainer's masked
+        # log-probabilities with vLLM's unmasked ones.
+        "vllm_importance_sampling_correction": False,
+        # An episode cut at max_completion_length lost its end: its reward is not about
+        # the tokens kept, so it leaves the loss (DAPO's overlong filtering).
+        "mask_truncated_completions": True,
+        "remove_unused_columns": False,
+    }
+
+
+def _log_lines(path: Path) -> Any:
+    """A TrainerCallback appending every metrics log to ``path`` (JSONL) as it comes.
+
+    ``log_history.json`` is written when training ends; this keeps the per-step rewards,
+    entropy and KL of a run that was stopped early.
+    """
+    from transformers import TrainerCallback
+
+    class LogLines(TrainerCallback):  # type: ignore[misc]
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **_: Any) -> None:
+            if logs and is_main_process():
+                with path.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    return LogLines()
+
+
 class _Run:
     """The stage functions of one RL run."""
 
@@ -92,6 +135,8 @@ class _Run:
         from datasets import Dataset
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from trl import GRPOConfig, GRPOTrainer
+
+        from slmkit.training.grpo_trainer import GrammarGRPOTrainer
 
         cfg = self.cfg
         base = resolve_student(cfg.model)
@@ -126,27 +171,17 @@ class _Run:
             dataset = Dataset.from_list(
                 trl_dataset(cfg.env, split=cfg.split, limit=cfg.n, **cfg.env_options)
             )
-        trainer = GRPOTrainer(
+        # Agent rollouts hand over their grammar masks; TRL's own tool loop has none.
+        trainer_class = GrammarGRPOTrainer if cfg.rollout == "agent" else GRPOTrainer
+        trainer = trainer_class(
             model=model,
-            args=trl_args(
-                GRPOConfig,
-                cfg,
-                checkpoints,
-                num_generations=cfg.num_generations,
-                max_completion_length=cfg.max_completion_length,
-                beta=cfg.beta,
-                temperature=cfg.temperature,
-                use_vllm=bool(cfg.use_vllm),
-                vllm_mode="colocate",
-                vllm_gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-                vllm_importance_sampling_correction=False,
-                remove_unused_columns=False,
-            ),
+            args=trl_args(GRPOConfig, cfg, checkpoints, **grpo_specific(cfg)),
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=peft_config,
             **kwargs,
         )
+        trainer.add_callback(_log_lines(folder / "log.jsonl"))
         last = last_checkpoint(checkpoints)
         start = time.perf_counter()
         try:

@@ -5,38 +5,50 @@ models (SmolLM2) do not have, and fixes the tools when the trainer starts, which
 per-task tools do not allow. So a rollout here is what an evaluation runs: reset the
 environment on the task, let the :class:`~slmkit.agents.ToolAgent` act with the policy
 being trained (grammar-constrained actions, sampled at the rollout temperature), and
-take the environment's reward. The episode then becomes token ids through the same
-renderer as SFT (:func:`~slmkit.training.data.agent_conversation`): ``prompt_ids`` are
-the system prompt and task, ``completion_ids`` everything after, and ``env_mask`` marks
-the agent's own tokens (1) against observations and turn headers (0), so the policy
-gradient and the KL term only touch what the policy wrote. The reward travels to the
-trainer as the ``env_reward`` field that :func:`env_reward` hands back.
+take the environment's reward. The G episodes of a step run concurrently, one thread and
+one environment each, against one policy model (a batching layer in front of it turns
+their calls into batched ``generate`` calls).
+
+The episode becomes tokens from what the policy really read and sampled, not from a
+re-rendering of its text (:mod:`slmkit.training.traces`): ``prompt_ids`` are the system
+prompt and task as the first call read them, ``completion_ids`` everything after, and
+``env_mask`` marks the agent's sampled tokens (1) against observations and turn headers
+(0), so the policy gradient and the KL term only touch what the policy wrote. ``allowed``
+carries each agent token's grammar mask to the
+:class:`~slmkit.training.grpo_trainer.GrammarGRPOTrainer`, which scores the tokens under
+it; ``logprobs`` stays None (the trainer's recomputation is the on-policy value, and
+vLLM's importance-sampling correction is off). An episode that failed before the policy
+acted is one untrained end token. The reward travels to the trainer as the
+``env_reward`` field that :func:`env_reward` hands back.
 
 The policy generates through the trainer's live model: on CPU a
 :class:`~slmkit.models.hf.TransformersModel` over the (unwrapped) training model, on a
 GPU with ``use_vllm`` the colocated ``vllm.LLM`` TRL keeps in sync with the weights.
-The sampled tokens are re-tokenized from the rendered text and the logprobs are
-recomputed by the trainer (``logprobs`` is None, so vLLM's importance-sampling
-correction is off).
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import random
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slmkit.agents import Trajectory
 from slmkit.models import ChatModel, VllmModel
-from slmkit.training.data import agent_conversation, assistant_token_mask
+from slmkit.simulators import Environment
+from slmkit.training.data import agent_conversation
 from slmkit.training.errors import TrainingError
-
-if TYPE_CHECKING:
-    from slmkit.simulators import Environment
+from slmkit.training.traces import (
+    EpisodeRecorder,
+    EpisodeTokens,
+    GrammarView,
+    PrefixTokens,
+    episode_tokens,
+)
 
 __all__ = ["AgentRollout", "env_reward", "prompt_key"]
 
@@ -52,17 +64,17 @@ def env_reward(completions: list[Any], env_reward: list[float], **_: Any) -> lis
 
 
 class AgentRollout:
-    """``rollout_func(prompts, trainer)`` running one agent episode per prompt.
+    """``rollout_func(prompts, trainer)`` running one agent episode per prompt, concurrently.
 
     Args:
         env: environment name (``load_env``) and its options.
         tasks: the training tasks by :func:`prompt_key` of their dataset prompt.
         agent_options: AgentConfig fields of the episodes (the env's hints apply first).
-        temperature: sampling temperature of the policy.
-        max_completion_length: tokens kept of one episode's completion.
-        log: a JSONL file receiving ``{"task_id", "reward", "step"}`` per rollout.
-        workers: episodes run at once (None: all of a step's), each in its own thread and
-            environment; the policy decodes their calls together.
+        temperature: sampling temperature of the policy (the trainer's must be the same).
+        max_completion_length: tokens kept of one episode's completion; a longer episode
+            is cut there and, its end missing, left out of the loss by the trainer.
+        log: a JSONL file receiving one record per rollout (reward, tokens, failure).
+        workers: episodes run at once (None: all of the step's).
     """
 
     def __init__(
@@ -78,161 +90,173 @@ class AgentRollout:
         seed: int = 0,
         workers: int | None = None,
     ) -> None:
-        self._env_args = (env, dict(env_options or {}))
-        self.env = self._make_env()
-        self._envs = [self.env]
-        self._free_envs = [self.env]
-        self._envs_lock = threading.Lock()
-        self.workers = workers
+        self.env_name = env
+        self.env_options = dict(env_options or {})
         self.tasks = dict(tasks)
         self.agent_options = dict(agent_options or {})
+        if int(self.agent_options.get("sample_k", 1)) != 1:
+            raise TrainingError(
+                "RL rollouts sample one action per step",
+                hint="drop sample_k from agent_options (self-consistency is for inference)",
+            )
         self.temperature = temperature
         self.max_completion_length = max_completion_length
         self.log = log
+        self.workers = workers
         self._rng = random.Random(seed)
         self._model: ChatModel | None = None
-        self._template: str | None = None
+        self._tokenizer: Any = None
+        self._view: GrammarView | None = None
+        self._prefixes: PrefixTokens | None = None
+        self._envs: queue.SimpleQueue[Environment] = queue.SimpleQueue()
+        self._all_envs: list[Environment] = []
+        self._envs_lock = threading.Lock()
+        self.last: list[EpisodeTokens] = []
+        """The previous call's episodes as tokens (for logs and checks)."""
 
     # ------------------------------------------------------------------ policy
 
     def _policy(self, trainer: Any) -> ChatModel:
         if self._model is not None:
             return self._model
+        tokenizer = self._tokenizer = trainer.processing_class
         if getattr(trainer, "use_vllm", False):
-            # The engine TRL already runs: no second copy of the weights.
-            self._model = VllmModel("policy", llm=trainer.vllm_generation.llm)
+            model: Any = _ColocatedVllm(trainer.vllm_generation.llm, "policy")
+            self._view = GrammarView.of(model, tokenizer)
         else:
             from slmkit.models import TransformersModel
 
-            model = trainer.accelerator.unwrap_model(trainer.model)
-            self._model = TransformersModel(
+            model = TransformersModel(
                 "policy",
-                model=model,
-                tokenizer=trainer.processing_class,
+                model=trainer.accelerator.unwrap_model(trainer.model),
+                tokenizer=tokenizer,
                 device=str(trainer.accelerator.device),
             )
+            self._prefixes = PrefixTokens(tokenizer)
+            model.prompt_tokens = self._prefixes
+            self._view = GrammarView.of(model)
+        model.trace = True
+        self._model = model
         return self._model
 
-    # ------------------------------------------------------------------ tokens
+    def _env(self) -> Environment:
+        from slmkit.simulators import load_env
 
-    def _tokens(self, tokenizer: Any, traj: Trajectory) -> tuple[list[int], list[int], list[int]]:
-        from slmkit.training.data import training_chat_template
+        try:
+            return self._envs.get_nowait()
+        except queue.Empty:
+            env = load_env(self.env_name, split="train", **self.env_options)
+            with self._envs_lock:
+                self._all_envs.append(env)
+            return env
 
-        if self._template is None:
-            self._template = training_chat_template(tokenizer)
-        conv = agent_conversation(traj, invalid="keep")
-        first = next((i for i, m in enumerate(conv) if m["role"] == "assistant"), None)
-        prompt_conv = conv if first is None else conv[:first]
-        prompt_ids = list(
-            tokenizer.apply_chat_template(
-                prompt_conv, tokenize=True, add_generation_prompt=True, return_dict=False
-            )
+    # ------------------------------------------------------------------ one episode
+
+    def _episode(
+        self, task: dict[str, Any], seed: int, step: int
+    ) -> tuple[EpisodeTokens, dict[str, Any]]:
+        from slmkit.simulators import run_episode
+
+        assert self._model is not None and self._view is not None
+        recorder = EpisodeRecorder(self._model, self._prefixes)
+        options = {**self.agent_options, "temperature": self.temperature, "seed": seed}
+        env = self._env()
+        try:
+            traj = run_episode(env, task, model=recorder, options=options)
+        finally:
+            self._envs.put(env)
+        tokens = episode_tokens(recorder, self._view, lambda: self._fallback_prompt(traj))
+        cut = tokens.truncate(self.max_completion_length)
+        reward = float(traj.reward or 0.0)
+        record = {
+            "task_id": task["id"],
+            "reward": reward,
+            "step": step,
+            "completion_tokens": sum(tokens.env_mask),
+            "sequence_tokens": len(tokens.completion_ids),
+            "agent_turns": tokens.agent_turns,
+            "discarded_calls": tokens.discarded_calls,
+            "dropped_turns": tokens.dropped_turns,
+            "wrap_up_tokens": tokens.wrap_up_tokens,
+            "unreplayable_tokens": tokens.unreplayable_tokens,
+            "truncated": cut,
+            "error": traj.meta.get("error"),
+            "traceback": traj.meta.get("traceback"),
+        }
+        return tokens, record
+
+    def _fallback_prompt(self, traj: Trajectory) -> list[int]:
+        """The rendered prompt of an episode without a traced action (it failed first)."""
+        conv = [m for m in agent_conversation(traj, invalid="keep") if m["role"] != "assistant"]
+        ids = self._tokenizer.apply_chat_template(
+            conv[:2], tokenize=True, add_generation_prompt=True, return_dict=False
         )
-        eos = int(tokenizer.eos_token_id)
-        if first is None:  # the episode failed before the policy acted
-            return prompt_ids, [eos], [1]
-        ids, mask = assistant_token_mask(tokenizer, self._template, conv)
-        end = max(i for i, bit in enumerate(mask) if bit) + 1  # the agent's last token: EOS
-        ids, mask = ids[:end], mask[:end]
-        if ids[: len(prompt_ids)] != prompt_ids:
-            raise TrainingError(
-                "the rollout's prompt tokens are not a prefix of its full tokens",
-                hint="the chat template renders turns differently alone and together",
-            )
-        completion = ids[len(prompt_ids) :][: self.max_completion_length]
-        env_mask = mask[len(prompt_ids) :][: self.max_completion_length]
-        return prompt_ids, completion, env_mask
+        return [int(t) for t in ids]
 
     # ------------------------------------------------------------------ call
 
     def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
-        from slmkit.simulators import run_episode
-
         model = trainer.model
-        was_training = bool(model.training)  # generation below may switch it to eval mode
-        policy = self._policy(trainer)
-        out: dict[str, Any] = {
-            "prompt_ids": [],
-            "completion_ids": [],
-            "logprobs": None,
-            "env_mask": [],
-            "env_reward": [],
-        }
-        records = []
-        jobs: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        was_training = bool(model.training)
+        # Eval mode while acting: no dropout, and gradient checkpointing (which only acts
+        # in training mode) would otherwise turn generate's KV cache off.
+        model.eval()
+        self._policy(trainer)
+        tasks = []
         for prompt in prompts:
             task = self.tasks.get(prompt_key(prompt))
             if task is None:
                 raise TrainingError(
                     "a GRPO prompt matches no task", hint="build the dataset with rl()"
                 )
-            options = {
-                **self.agent_options,
-                "temperature": self.temperature,
-                "seed": self._rng.randrange(2**31),  # drawn here: the same whatever the threads
-            }
-            jobs.append((task, options))
-
-        def episode(job: tuple[dict[str, Any], dict[str, Any]]) -> Trajectory:
-            env = self._take_env()
-            try:
-                return run_episode(env, job[0], model=policy, options=job[1])
-            finally:
-                with self._envs_lock:
-                    self._free_envs.append(env)
-
+            tasks.append(task)
+        seeds = [self._rng.randrange(2**31) for _ in tasks]
+        step = int(trainer.state.global_step)
         try:
-            with ThreadPoolExecutor(max_workers=max(1, self.workers or len(jobs))) as pool:
-                trajectories = list(pool.map(episode, jobs))
+            workers = self.workers or len(tasks)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rollout") as pool:
+                futures = [
+                    pool.submit(self._episode, t, s, step)
+                    for t, s in zip(tasks, seeds, strict=True)
+                ]
+                done = [f.result() for f in futures]
         finally:
             model.train(was_training)
-        for (task, _), traj in zip(jobs, trajectories, strict=True):
-            p, c, m = self._tokens(trainer.processing_class, traj)
-            reward = float(traj.reward or 0.0)
-            out["prompt_ids"].append(p)
-            out["completion_ids"].append(c)
-            out["env_mask"].append(m)
-            out["env_reward"].append(reward)
-            records.append(
-                {
-                    "task_id": task["id"],
-                    "reward": reward,
-                    "step": trainer.state.global_step,
-                    "completion_tokens": sum(m),
-                    "error": traj.meta.get("error"),
-                    "traceback": traj.meta.get("traceback"),
-                }
-            )
+            if self._prefixes is not None:
+                self._prefixes.clear()
+        records = [r for _, r in done]
+        self.last = [t for t, _ in done]
         if self.log is not None:
             with self.log.open("a", encoding="utf-8") as f:
                 f.writelines(json.dumps(r) + "\n" for r in records)
         failed = [r for r in records if r["error"]]
         if records and len(failed) == len(records):
-            # One broken episode is data (reward 0); all of them is a broken setup, and
-            # training on one-token placeholder completions would only hide it.
+            # One broken episode is data (reward 0); all of them is a broken setup.
             raise TrainingError(
                 f"every rollout of this step failed: {failed[0]['error']}",
                 hint="the first failure's traceback (all are in "
                 f"{self.log or 'the rollout log'}):\n{failed[0]['traceback'] or ''}",
             )
-        return out
-
-    def _make_env(self) -> Environment:
-        from slmkit.simulators import load_env
-
-        name, options = self._env_args
-        return load_env(name, split="train", **options)
-
-    def _take_env(self) -> Environment:
-        """An environment no other episode is using (one is made when none is free)."""
-        with self._envs_lock:
-            if self._free_envs:
-                return self._free_envs.pop()
-        env = self._make_env()
-        with self._envs_lock:
-            self._envs.append(env)
-        return env
+        return {
+            "prompt_ids": [t.prompt_ids for t, _ in done],
+            "completion_ids": [t.completion_ids for t, _ in done],
+            "logprobs": None,
+            "env_mask": [t.env_mask for t, _ in done],
+            "allowed": [t.allowed for t, _ in done],
+            "env_reward": [r["reward"] for r in records],
+        }
 
     def close(self) -> None:
-        for env in self._envs:
+        with self._envs_lock:
+            envs, self._all_envs = self._all_envs, []
+        for env in envs:
             env.close()
+
+
+class _ColocatedVllm(VllmModel):
+    """slmkit's vLLM backend over the engine TRL already runs (no second copy of the weights)."""
+
+    def __init__(self, llm: Any, name: str) -> None:
+        # Not super().__init__: that would start another engine.
+        self.name = name
+        self._llm = llm

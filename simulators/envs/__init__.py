@@ -7,6 +7,7 @@
 ``code``           HumanEval functions, graded by their hidden tests in a sandbox
 ``qa``             questions over a retrieval index (``qa_tasks`` generates them)
 ``tau2``           tau2-bench customer service (``tau2_data`` loads a domain)
+``thermostat``     one tool and one exact call, two turns (the RL smoke test)
 ``simulated``      tools and user played by a model from schemas alone (``user``
                    is the user simulator, ``consistency`` keeps answers coherent)
 =================  ============================================================
@@ -22,6 +23,7 @@ from slmkit.simulators.envs.math import MathEnv
 from slmkit.simulators.envs.qa import QaEnv
 from slmkit.simulators.envs.simulated import SimulatedEnvironment
 from slmkit.simulators.envs.tau2 import Tau2Env
+from slmkit.simulators.envs.thermostat import ThermostatEnv
 from slmkit.simulators.envs.user import UserSimulator
 
 __all__ = [
@@ -31,5 +33,6 @@ __all__ = [
     "QaEnv",
     "SimulatedEnvironment",
     "Tau2Env",
+    "ThermostatEnv",
     "UserSimulator",
 ]

@@ -156,7 +156,7 @@ def test_a_tokenizer_saved_with_the_wrong_decoder_is_repaired_for_grammars(
     llguidance then reads `` "`` as ``Ġ"`` and every constraint would mask the wrong text."""
     from transformers import AutoTokenizer
 
-    from slmkit.models.hf import _grammar_tokenizer, convert_embedded
+    from slmkit.models.hf import convert_embedded, grammar_tokenizer
 
     for f in convert_embedded("smollm2").glob("*token*"):
         (tmp_path / f.name).write_bytes(f.read_bytes())
@@ -167,14 +167,14 @@ def test_a_tokenizer_saved_with_the_wrong_decoder_is_repaired_for_grammars(
     }
     (tmp_path / "tokenizer.json").write_text(json.dumps(data))
     tok = AutoTokenizer.from_pretrained(str(tmp_path))
-    lltok = _grammar_tokenizer(tok, 49152, "broken")
+    lltok = grammar_tokenizer(tok, 49152, "broken")
     ids = tok.encode('{"a": "b c"}', add_special_tokens=False)
     assert bytes(lltok.decode_bytes(ids)) == b'{"a": "b c"}'
 
     data["pre_tokenizer"] = {"type": "Whitespace"}  # not byte-level: nothing to repair
     (tmp_path / "tokenizer.json").write_text(json.dumps(data))
     with pytest.raises(BackendUnavailableError, match="constraints cannot be enforced"):
-        _grammar_tokenizer(AutoTokenizer.from_pretrained(str(tmp_path)), 49152, "broken")
+        grammar_tokenizer(AutoTokenizer.from_pretrained(str(tmp_path)), 49152, "broken")
 
 
 def test_transformers_constrained_n_and_batch(hf_model: ChatModel) -> None:

@@ -120,3 +120,53 @@ def test_the_cli_keeps_distills_own_sft_defaults(tmp_path: Path) -> None:
         assert out.exit_code == 0, out.output
         sft_cfg = json.loads((run / "config.json").read_text())["sft"]
         assert sft_cfg["merge"] is True and sft_cfg["epochs"] == epochs
+
+
+def test_distill_rl_flag_adds_an_rl_stage_from_the_student(tmp_path: Path) -> None:
+    """``--rl`` (with ``--rl-opt``) configures GRPO after SFT; without it the stage is off."""
+    import typer
+
+    from slmkit.apps.cli_train import register
+    from slmkit.training.distill import _Pipeline
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    register(app)
+    for extra, want in (([], None), (["--rl", "--rl-opt", "max_steps=3"], 3)):
+        run = tmp_path / f"run{len(extra)}"
+        args = ["distill", "--run-dir", str(run), "--teacher-agent", "gold", "--train-n", "1"]
+        out = CliRunner().invoke(app, [*args, "--until", "filter", "--no-progress", *extra])
+        assert out.exit_code == 0, out.output
+        rl = json.loads((run / "config.json").read_text())["rl"]
+        assert (rl and rl["max_steps"]) == want
+    cfg = DistillConfig.model_validate_json((run / "config.json").read_text())
+    rl_cfg = _Pipeline(cfg, run, lambda s, m: None).rl_config()
+    assert rl_cfg.model == str(run / "student")  # RL continues from the SFT student
+    assert rl_cfg.env == cfg.train_envs[0] and rl_cfg.eval_n == 0
+
+
+@pytest.mark.slow
+def test_distill_with_rl_reports_before_sft_after_sft_and_after_rl(tmp_path: Path) -> None:
+    """gold teacher -> 1 SFT step -> 1 GRPO step from the student -> three evaluations."""
+    from slmkit.training import RlConfig
+
+    cfg = DistillConfig(
+        run_dir=tmp_path / "run",
+        teacher_agent="gold",
+        train_envs=["thermostat"],
+        train_n=2,
+        eval_env="thermostat",
+        eval_n=2,
+        sft=SftConfig(max_steps=1, batch_size=2, max_length=384, merge=True, progress=False),
+        rl=RlConfig(n=1, num_generations=2, max_steps=1, max_completion_length=128),
+        progress=False,
+    )
+    result = distill(cfg)
+    ev = result.outputs("eval")
+    assert {"before", "after", "after_rl"} <= set(ev)
+    assert all(ev[k]["tasks"] == 2 for k in ("before", "after", "after_rl"))
+    assert result.outputs("rl")["steps"] == 1
+    report = result.report.read_text()
+    assert "## After RL" in report
+    for row in ("| before SFT |", "| after SFT |", "| after RL |", "after SFT -> after RL"):
+        assert row in report

@@ -36,3 +36,26 @@ def test_grpo_step_on_bfcl_with_env_rewards(tmp_path: Path) -> None:
     assert result.outputs("grpo")["steps"] == 1
     assert (result.policy / "config.json").is_file()
     assert (result.run_dir / "report.md").is_file()
+
+
+def test_grpo_arguments_of_the_vllm_colocate_path_are_trls(tmp_path: Path) -> None:
+    """The GPU path's GRPOConfig arguments exist in TRL with the values TRL documents."""
+    import dataclasses
+    import inspect
+
+    from trl import GRPOConfig
+
+    from slmkit.training.rl import grpo_specific
+    from slmkit.training.trainer import trl_args
+
+    cfg = RlConfig(device="cuda", use_vllm=True, precision="bf16").resolved()
+    kwargs = trl_args(dict, cfg, tmp_path, **grpo_specific(cfg))
+    fields = {f.name for f in dataclasses.fields(GRPOConfig)}
+    assert set(kwargs) <= fields, set(kwargs) - fields
+    assert kwargs["use_vllm"] and kwargs["vllm_mode"] == "colocate"
+    assert kwargs["bf16"] and not kwargs["use_cpu"]
+    doc = inspect.getdoc(GRPOConfig) or ""
+    assert "colocate" in doc and "vllm_gpu_memory_utilization" in doc
+    assert "mask_truncated_completions" in doc
+    # vLLM's importance-sampling correction would compare against unmasked vLLM logprobs
+    assert kwargs["vllm_importance_sampling_correction"] is False
