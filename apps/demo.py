@@ -1,9 +1,14 @@
 """The Gradio demo: ask a document collection, get answers whose quotes are checked.
 
 The chat shows answers with inline markers (``[1]``); the sources panel shows each cited
-passage with the quoted words highlighted in context and a badge saying whether the
-verifier found the quote in the source, and lists retrieved-but-uncited passages apart.
-Users can upload files, which are indexed for their session only.
+passage with the quoted words highlighted in context and two badges per quote, for two
+separate facts: **verbatim** (the verifier found the quote at its span in the source)
+and **supports** (the quote backs the sentence that cites it, by the support score).
+Sentences no quote supports are flagged in the chat; an answer with none, or a question
+no passage is about, gets the refusal and says why. Answers are *grounded* by default
+(sentences copied from the passages under a grammar); *free* answers can be chosen in
+the page. Retrieved-but-uncited passages are listed apart. Users can upload files,
+which are indexed for their session only.
 
 With no index given, the demo indexes the Python language reference that ships with
 CPython (``pydoc_data.topics``) once, into ``slmkit.models.cache_dir("demo-index")``,
@@ -30,6 +35,7 @@ from slmkit.models import DEFAULT_SPEC, ChatModel, SlmkitError, cache_dir
 from slmkit.retrieval import (
     MANIFEST_NAME,
     SUPPORTED_SUFFIXES,
+    AnswerMode,
     Citation,
     CitedAnswer,
     Document,
@@ -46,6 +52,7 @@ __all__ = [
     "default_index",
     "launch",
     "pydoc_documents",
+    "render_chat",
     "render_sources",
 ]
 
@@ -65,6 +72,10 @@ class DemoConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=1, le=65535)
     k: int = Field(default=4, ge=1, le=10)
+    mode: AnswerMode = Field(
+        default="grounded",
+        description="grounded: sentences copied from the passages; free: the model's own words",
+    )
     max_question_chars: int = Field(default=500, ge=20)
     max_upload_mb: float = Field(default=10.0, gt=0)
     max_upload_files: int = Field(default=20, ge=1)
@@ -137,18 +148,38 @@ def default_index(
 # --- rendering ----------------------------------------------------------------------------
 
 
-def _badge(c: Citation) -> str:
+def _badge(fact: str, ok: bool | None, label: str, why: str) -> str:
+    cls = {True: "slm-yes", False: "slm-no", None: "slm-unknown"}[ok]
+    mark = {True: "✓", False: "✗", None: "?"}[ok]
+    return (
+        f'<span class="slm-badge {cls}" data-fact="{fact}" title="{html.escape(why)}">'
+        f"{mark} {label}</span>"
+    )
+
+
+def _badges(c: Citation) -> str:
+    """Two badges, two facts: is the quote verbatim, does it support its sentence."""
     if c.verified:
-        label, cls = "✓ verified", "slm-verified"
-        why = f"found in the source ({c.method} match)"
+        verbatim = _badge("verbatim", True, "verbatim", f"found in the source ({c.method} match)")
     else:
-        label, cls = "✗ not verified", "slm-unverified"
         why = (
             f"closest source text is {c.score:.0%} similar"
             if c.method == "fuzzy"
             else "not found in the source"
         )
-    return f'<span class="slm-badge {cls}" title="{html.escape(why)}">{label}</span>'
+        verbatim = _badge("verbatim", False, "not verbatim", why)
+    if c.supports is None:
+        support = _badge("supports", None, "support not scored", "no support score")
+    elif not c.verified:
+        support = _badge("supports", False, "supports nothing", "a quote not in the source")
+    else:
+        why = (
+            f"support {c.support:.2f}: {c.support_lexical or 0:.0%} of the sentence's "
+            f"words are in the quote, meaning similarity {c.support_semantic or 0:.2f}"
+        )
+        label = "supports its sentence" if c.supports else "does not support its sentence"
+        support = _badge("supports", c.supports, label, why)
+    return verbatim + support
 
 
 def _window(text: str, first: int, last: int) -> tuple[int, int]:
@@ -197,6 +228,18 @@ def _highlighted(p: Passage, citations: list[Citation]) -> str:
     return "".join(out).strip()
 
 
+def _quote_block(ans: CitedAnswer, c: Citation) -> str:
+    """A quote with its two badges and, when it is not the sentence itself, the sentence."""
+    quote = " ".join(c.quote.split())
+    sentence = ans.sentences[c.sentence] if c.sentence < len(ans.sentences) else ""
+    claim = (
+        f'<div class="slm-claim">cited for: “{html.escape(sentence)}”</div>'
+        if sentence and sentence != quote
+        else ""
+    )
+    return f'<div class="slm-quote">“{html.escape(quote)}”{_badges(c)}{claim}</div>'
+
+
 def _source_head(number: int, p: Passage) -> str:
     where = html.escape(p.source_id + (f" · {p.section}" if p.section else ""))
     return (
@@ -211,22 +254,33 @@ def render_sources(ans: CitedAnswer | None) -> str:
         return _EMPTY_PANEL
     parts = ['<div class="slm-sources">']
     if ans.refused:
-        parts.append('<p class="slm-note">No answer in the sources, so nothing is cited.</p>')
+        why = str(ans.meta.get("refusal") or "the model found no answer in the sources")
+        parts.append(f'<p class="slm-note slm-refusal">Refused: {html.escape(why)}.</p>')
+        held = ans.meta.get("withheld")
+        if held:
+            parts.append(
+                '<div class="slm-withheld"><h3>Withheld draft</h3>'
+                f'<p class="slm-claim">{html.escape(held["text"])}</p>'
+                + "".join(
+                    f'<div class="slm-quote">[{c["marker"]}] '
+                    f"“{html.escape(' '.join(c['quote'].split()))}”"
+                    f"{_badges(Citation(**c))}</div>"
+                    for c in held["citations"]
+                )
+                + "</div>"
+            )
     if ans.cited_passages:
         parts.append("<h3>Cited sources</h3>")
     for number, p in ans.cited_passages.items():
         cites = ans.citations_for(number)
         parts.append(f'<div class="slm-source" data-marker="{number}">{_source_head(number, p)}')
-        parts.extend(
-            f'<div class="slm-quote">“{html.escape(" ".join(c.quote.split()))}”{_badge(c)}</div>'
-            for c in cites
-        )
+        parts.extend(_quote_block(ans, c) for c in cites)
         parts.append(f'<div class="slm-context">{_highlighted(p, cites)}</div></div>')
     for c in ans.citations:
         if c.checked_against == "nothing":
             parts.append(
                 f'<div class="slm-source"><span class="slm-marker">[{c.marker}]</span> names no '
-                f"retrieved passage: “{html.escape(c.quote)}”{_badge(c)}</div>"
+                f"retrieved passage: “{html.escape(c.quote)}”{_badges(c)}</div>"
             )
     if ans.uncited_passages:
         parts.append("<h3>Retrieved, not cited</h3>")
@@ -240,15 +294,36 @@ def render_sources(ans: CitedAnswer | None) -> str:
     return "".join(parts)
 
 
-def _chat_text(ans: CitedAnswer) -> str:
-    """The answer as a chat message: text with markers and a verification summary."""
+def render_chat(ans: CitedAnswer) -> str:
+    """The answer as a chat message: sentences with markers, unsupported ones flagged,
+    then what was checked, as two separate counts."""
     if ans.refused:
-        return ans.text
-    verified = sum(c.verified for c in ans.citations)
-    note = f"{verified} of {len(ans.citations)} quotes verified against their sources"
+        why = ans.meta.get("refusal")
+        held = (
+            " The draft is shown, withheld, next to its sources." if "withheld" in ans.meta else ""
+        )
+        return ans.text + (f"\n\n*Refused: {why}.{held}*" if why else "")
+    lines = []
+    for i, sentence in enumerate(ans.sentences):
+        markers = "".join(
+            f"[{m}]" for m in dict.fromkeys(c.marker for c in ans.citations_for_sentence(i))
+        )
+        flag = ""
+        if i < len(ans.sentence_supported) and not ans.sentence_supported[i]:
+            flag = " ⚠️ *not supported by its quote*"
+        lines.append(f"{sentence} {markers}".strip() + flag)
+    verbatim = sum(c.verified for c in ans.citations)
+    note = f"{verbatim} of {len(ans.citations)} quotes verbatim in their sources"
+    if ans.sentence_supported:
+        note += (
+            f"; {sum(ans.sentence_supported)} of {len(ans.sentence_supported)} sentences "
+            "supported by their quotes"
+        )
+    if ans.mode == "grounded":
+        note = "Grounded answer, sentences copied from the sources. " + note
     if not ans.complete:
         note += "; the answer was cut off"
-    return f"{ans.text}\n\n*{note}.*"
+    return "\n".join(lines) + f"\n\n*{note}.*"
 
 
 def _describe(index: Index, label: str) -> str:
@@ -292,7 +367,10 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
     corpus_label = "the Python language reference" if pydoc else str(index.path)
 
     def respond(
-        question: str, history: list[dict[str, str]], session: Index | None
+        question: str,
+        history: list[dict[str, str]],
+        session: Index | None,
+        mode: AnswerMode | None = None,
     ) -> tuple[list[dict[str, str]], list[dict[str, str]], str, str]:
         question = (question or "").strip()
         history = list(history or [])
@@ -308,13 +386,13 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
         else:
             history += [{"role": "user", "content": question}]
             try:
-                ans = answer(question, session or index, model, k=cfg.k)
+                ans = answer(question, session or index, model, k=cfg.k, mode=mode or cfg.mode)
             except SlmkitError as exc:
                 reply = f"Sorry, that failed: {exc.message}" + (
                     f" ({exc.hint})" if exc.hint else ""
                 )
             else:
-                reply = _chat_text(ans)
+                reply = render_chat(ans)
                 panel = render_sources(ans)
         history += [{"role": "assistant", "content": reply}]
         return history, history, panel, ""
@@ -340,8 +418,10 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
         gr.Markdown(
             "## Ask the documents\n"
             f"A small model ({html.escape(model.name)}) answers from the retrieved passages. "
-            "Each sentence cites a passage with a literal quote; every quote is checked "
-            "against the source text and marked verified or not."
+            "Each sentence cites a passage with a literal quote, and two things are checked "
+            "apart: that the quote is **verbatim** in the source, and that it **supports** "
+            "the sentence. Grounded answers copy whole sentences from the sources; free "
+            "answers are in the model's words and may be flagged or withheld."
         )
         corpus = gr.Markdown(_describe(index, corpus_label), elem_id="corpus")
         session = gr.State(None, time_to_live=3600)
@@ -358,6 +438,13 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
                         scale=5,
                     )
                     ask = gr.Button("Ask", elem_id="ask", variant="primary", scale=1)
+                mode = gr.Radio(
+                    ["grounded", "free"],
+                    value=cfg.mode,
+                    label="Answer mode",
+                    info="grounded: copied sentences; free: the model's words, checked",
+                    elem_id="mode",
+                )
             with gr.Column(scale=2):
                 sources = gr.HTML(_EMPTY_PANEL, elem_id="sources", label="Sources")
         with gr.Accordion("Index your own files (this session only)", open=False):
@@ -371,8 +458,8 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
                 index_button = gr.Button("Index these files", elem_id="index-files")
                 reset_button = gr.Button("Back to the default corpus", elem_id="reset")
         outputs = [chat, history, sources, question]
-        ask.click(respond, [question, history, session], outputs)
-        question.submit(respond, [question, history, session], outputs)
+        ask.click(respond, [question, history, session, mode], outputs)
+        question.submit(respond, [question, history, session, mode], outputs)
         index_button.click(index_uploads, [upload, session], [session, corpus])
         reset_button.click(reset, None, [session, corpus])
     return demo

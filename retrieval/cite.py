@@ -6,9 +6,17 @@ can only name a retrieved passage and its quote can only be a verbatim run of th
 passage's words. The grammar is a promise about decoding; the result is then checked
 again, independently, against the *source document* (not the passage the model saw)
 with :func:`~.verify.verify_quote`, and each :class:`Citation` reports what that check
-found: ``verified``, the method (exact / normalized / fuzzy / none), a score and the
-quote's character span in the source. A backend bug, a stale index or a model that
-cannot be constrained therefore shows up as ``verified=False``, never as a false claim.
+found: ``verified`` (the quote is *verbatim* at its span), the method (exact /
+normalized / fuzzy / none), a score and the quote's character span in the source. A
+backend bug, a stale index or a model that cannot be constrained therefore shows up as
+``verified=False``, never as a false claim.
+
+Verbatim is not support: a true quote can sit under a sentence it does not back.
+:func:`score_support` adds the second fact to every citation, apart from the first:
+``support`` (a score) and ``supports`` (the score against a calibrated threshold, see
+:mod:`.support`). A sentence is supported when one of its verbatim quotes supports it;
+unsupported sentences are marked, or dropped, and an answer none of whose sentences is
+supported is withheld: it becomes the refusal, the draft kept in ``meta["withheld"]``.
 
 :func:`verify_answer` runs the same parsing and checking on text from anywhere (a larger
 model behind an API without grammar support, a stored answer), so the same report and
@@ -17,39 +25,45 @@ metrics apply to it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from slmkit.models import render_prompt
 
-from .base import Passage, Retriever
+from .base import Passage
 from .citation_grammar import (
-    MAX_QUOTE_CHARS,
-    MIN_QUOTE_CHARS,
     REFUSAL,
     Claim,
-    citation_grammar,
+    ParsedAnswer,
     parse_cited_output,
+    parse_grounded_output,
 )
 from .documents import Document
 from .errors import RetrievalError
-from .verify import verify_quote
+from .support import Support, SupportScorer
+from .verify import normalize_text, verify_quote
 
 if TYPE_CHECKING:
-    from slmkit.models import ChatModel, Message
+    from slmkit.models import Message
 
 __all__ = [
+    "AnswerMode",
     "Citation",
     "CitedAnswer",
     "DocumentSource",
-    "answer",
+    "Unsupported",
     "cited_answer_messages",
+    "score_support",
     "verify_answer",
 ]
 
 CheckedAgainst = Literal["source", "passage", "nothing"]
+AnswerMode = Literal["grounded", "free"]
+"""``grounded``: each sentence is a sentence of a retrieved passage, copied under a grammar;
+``free``: the model writes its own sentences and cites quotes (see :func:`~.answering.answer`)."""
+Unsupported = Literal["mark", "drop"]
+"""What happens to a sentence no verbatim quote supports: kept and flagged, or removed."""
 
 
 @runtime_checkable
@@ -73,6 +87,11 @@ class Citation:
     the quote was checked against: the stored ``"source"`` document, only the
     ``"passage"`` (a retriever that cannot return documents), or ``"nothing"`` (the
     marker names no retrieved passage).
+
+    ``support`` (0..1) and ``supports`` say whether the quote backs the sentence that
+    cites it, with ``support_lexical`` and ``support_semantic`` the two parts of the
+    score (see :mod:`.support`); all None until :func:`score_support` ran. A quote that
+    is not verbatim supports nothing.
     """
 
     marker: int
@@ -87,6 +106,15 @@ class Citation:
     chunk_id: str = ""
     sentence: int = 0
     checked_against: CheckedAgainst = "source"
+    support: float | None = None
+    supports: bool | None = None
+    support_lexical: float | None = None
+    support_semantic: float | None = None
+
+    @property
+    def verbatim(self) -> bool:
+        """The quote's words are the source's words at ``start:end`` (``verified``)."""
+        return self.verified
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of all fields."""
@@ -101,7 +129,10 @@ class CitedAnswer:
     refusal. ``constrained`` says whether decoding ran under the citation grammar;
     ``complete`` is False when part of the output did not parse (the token budget ran
     out, or an unconstrained model strayed from the format). ``raw`` is the model's
-    output as decoded.
+    output as decoded. ``mode`` is how it was written (:data:`AnswerMode`).
+    ``sentence_supported`` holds, per sentence, whether one of its quotes supports it
+    (empty until :func:`score_support` ran). ``meta`` says why an answer was refused
+    (``"refusal"``) and keeps a withheld draft (``"withheld"``).
     """
 
     question: str
@@ -115,12 +146,26 @@ class CitedAnswer:
     raw: str = ""
     model: str = ""
     latency_s: float = 0.0
+    mode: AnswerMode = "free"
+    sentence_supported: tuple[bool, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:
-        """True when there is at least one citation and every one is verified."""
+        """True when there is at least one citation and every one is verbatim."""
         return bool(self.citations) and all(c.verified for c in self.citations)
+
+    @property
+    def supported(self) -> bool | None:
+        """True when every sentence is supported by a quote; None if support is unscored."""
+        if not self.sentence_supported:
+            return None
+        return all(self.sentence_supported)
+
+    @property
+    def unsupported_sentences(self) -> list[int]:
+        """Indexes of the sentences no verbatim quote supports."""
+        return [i for i, ok in enumerate(self.sentence_supported) if not ok]
 
     @property
     def cited_passages(self) -> dict[int, Passage]:
@@ -138,6 +183,10 @@ class CitedAnswer:
         """The citations that name passage ``marker``."""
         return [c for c in self.citations if c.marker == marker]
 
+    def citations_for_sentence(self, sentence: int) -> list[Citation]:
+        """The citations of sentence number ``sentence`` (0-based)."""
+        return [c for c in self.citations if c.sentence == sentence]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: the answer, citations, passages (with their numbers)."""
         return {
@@ -146,6 +195,9 @@ class CitedAnswer:
             "sentences": list(self.sentences),
             "refused": self.refused,
             "verified": self.verified,
+            "supported": self.supported,
+            "sentence_supported": list(self.sentence_supported),
+            "mode": self.mode,
             "constrained": self.constrained,
             "complete": self.complete,
             "citations": [c.to_dict() for c in self.citations],
@@ -157,19 +209,31 @@ class CitedAnswer:
         }
 
 
-def cited_answer_messages(question: str, passages: Sequence[Passage]) -> list[Message]:
-    """The chat messages for a cited answer: instructions, then numbered sources."""
+def cited_answer_messages(
+    question: str,
+    passages: Sequence[Passage],
+    *,
+    mode: AnswerMode = "free",
+    candidates: Sequence[tuple[int, str]] = (),
+) -> list[Message]:
+    """The chat messages for a cited answer: instructions, then numbered sources.
+
+    In ``grounded`` mode each source shows only its ``candidates`` (``(number,
+    sentence)``), the sentences the grammar lets the model copy.
+    """
     # Title only: a small model copies whatever header it is shown into its sentences,
     # and section paths ("Guide > Install > From source") are the worst offenders.
-    numbered = "\n\n".join(
-        f"[{n}] {p.title}: {p.text.strip()}" for n, p in enumerate(passages, start=1)
-    )
+    if mode == "grounded":
+        shown = {n: " ".join(s for m, s in candidates if m == n) for n, _ in candidates}
+    else:
+        shown = {n: p.text.strip() for n, p in enumerate(passages, start=1)}
+    numbered = "\n\n".join(f"[{n}] {passages[n - 1].title}: {text}" for n, text in shown.items())
     user = render_prompt(
         "slmkit.retrieval", "cited_answer_user.md", passages=numbered, question=question.strip()
     )
-    system = render_prompt("slmkit.retrieval", "cited_answer_system.md")
+    system = "grounded_answer_system.md" if mode == "grounded" else "cited_answer_system.md"
     return [
-        {"role": "system", "content": system.strip()},
+        {"role": "system", "content": render_prompt("slmkit.retrieval", system).strip()},
         {"role": "user", "content": user.strip()},
     ]
 
@@ -248,17 +312,33 @@ def verify_answer(
     constrained: bool = False,
     model: str = "",
     latency_s: float = 0.0,
+    mode: AnswerMode = "free",
+    scorer: SupportScorer | None = None,
+    unsupported: Unsupported = "mark",
 ) -> CitedAnswer:
-    """Parse ``output`` (the cited-answer format) and verify every citation in it.
+    """Parse ``output`` (the format of ``mode``) and verify every citation in it.
 
     ``passages`` are what the markers number (1-based); ``documents`` (an ``Index``)
     lets quotes be checked against the stored source text rather than the passage.
     Consecutive claims with the same sentence become one sentence with several markers.
     Text that does not parse is kept as an uncited sentence for unconstrained output
     (it is part of what the model said) and dropped for constrained output (there it
-    can only be a claim cut off by the token budget).
+    can only be a claim cut off by the token budget). With a ``scorer``, support is
+    scored too (:func:`score_support`).
     """
-    parsed = parse_cited_output(output)
+    parsed = parse_grounded_output(output) if mode == "grounded" else parse_cited_output(output)
+    result = _verified(question, parsed, passages, documents, constrained)
+    result = replace(result, raw=output, model=model, latency_s=latency_s, mode=mode)
+    return result if scorer is None else score_support(result, scorer, unsupported=unsupported)
+
+
+def _verified(
+    question: str,
+    parsed: ParsedAnswer,
+    passages: Sequence[Passage],
+    documents: DocumentSource | None,
+    constrained: bool,
+) -> CitedAnswer:
     sources = _Sources(documents)
     sentences: list[str] = []
     markers: list[list[int]] = []
@@ -277,93 +357,142 @@ def verify_answer(
     if parsed.leftover and not parsed.refused and not constrained:
         sentences.append(parsed.leftover)
         markers.append([])
-    if parsed.refused and not citations:
-        text = REFUSAL
-    else:
-        text = " ".join(
-            s + ("" if not ms else " " + "".join(f"[{m}]" for m in ms))
-            for s, ms in zip(sentences, markers, strict=True)
-        )
+    refused = parsed.refused and not citations
     return CitedAnswer(
         question=question,
-        text=text,
+        text=REFUSAL if refused else _joined(sentences, markers),
         sentences=tuple(sentences),
         citations=tuple(citations),
         passages=tuple(passages),
-        refused=parsed.refused and not citations,
+        refused=refused,
         constrained=constrained,
         complete=parsed.complete,
-        raw=output,
-        model=model,
-        latency_s=latency_s,
     )
 
 
-def answer(
-    question: str,
-    retriever: Retriever,
-    model: ChatModel,
-    *,
-    k: int = 4,
-    max_sentences: int = 3,
-    min_quote_chars: int = MIN_QUOTE_CHARS,
-    max_quote_chars: int = MAX_QUOTE_CHARS,
-    max_tokens: int = 256,
-    temperature: float = 0.0,
-    seed: int | None = None,
-    constrained: bool | None = None,
+def _joined(sentences: Sequence[str], markers: Sequence[Sequence[int]]) -> str:
+    return " ".join(
+        s + ("" if not ms else " " + "".join(f"[{m}]" for m in ms))
+        for s, ms in zip(sentences, markers, strict=True)
+    )
+
+
+def score_support(
+    ans: CitedAnswer, scorer: SupportScorer, *, unsupported: Unsupported = "mark"
 ) -> CitedAnswer:
-    """Answer ``question`` from the ``k`` best passages, citing them with literal quotes.
+    """``ans`` with every citation's support scored and unsupported sentences handled.
 
-    Decoding is grammar-constrained when the model supports Lark grammars
-    (``constrained=None``); ``constrained=False`` decodes freely (to measure what the
-    grammar buys); ``True`` insists and fails on a model that cannot. Every citation is
-    verified after decoding either way. With no passages retrieved, the answer is the
-    refusal and the model is not called.
+    A sentence is supported when one of its verbatim quotes, read under its source's
+    title, supports it; a sentence that *is* its quote supports itself (score 1). With
+    ``unsupported="drop"`` the other sentences (and their citations) are removed;
+    with ``"mark"`` they stay, flagged in ``sentence_supported``. An answer left with
+    no supported sentence is withheld: it becomes the refusal, and ``meta`` keeps the
+    draft (``"withheld"``) and the reason (``"refusal"``).
     """
-    question = question.strip()
-    if not question:
-        raise RetrievalError("the question is empty", hint="ask something")
-    if k < 1:
-        raise RetrievalError(f"k must be at least 1, got {k}", hint="retrieve e.g. k=4 passages")
-    use_grammar = model.supports_grammar if constrained is None else constrained
-    if use_grammar and not model.supports_grammar:
-        raise RetrievalError(
-            f"{model!r} cannot decode under a grammar, so its quotes cannot be constrained",
-            hint="use a llamacpp, transformers or vllm model, or pass constrained=False "
-            "(quotes are still verified after decoding)",
+    if ans.refused or not ans.sentences:
+        return ans
+    verbatim = [c for c in ans.citations if c.verified]
+    copied = [
+        c for c in verbatim if normalize_text(c.quote) == normalize_text(ans.sentences[c.sentence])
+    ]
+    judged = [c for c in verbatim if c not in copied]
+    scores = scorer.score_pairs([(ans.sentences[c.sentence], _evidence(c)) for c in judged])
+    scored = dict(zip((id(c) for c in judged), scores, strict=True))
+    scored.update((id(c), Support(1.0, 1.0, 1.0, True)) for c in copied)
+    citations = []
+    for c in ans.citations:
+        s = scored.get(id(c))
+        citations.append(
+            replace(c, support=0.0, supports=False)
+            if s is None
+            else replace(
+                c,
+                support=s.score,
+                supports=s.supported,
+                support_lexical=s.lexical,
+                support_semantic=s.semantic,
+            )
         )
-    passages = retriever.search(question, k)
-    documents = retriever if isinstance(retriever, DocumentSource) else None
-    if not passages:
-        return verify_answer(question, REFUSAL, [], constrained=use_grammar, model=model.name)
-    grammar = (
-        citation_grammar(
-            [p.text for p in passages],
-            max_sentences=max_sentences,
-            min_quote_chars=min_quote_chars,
-            max_quote_chars=max_quote_chars,
-        )
-        if use_grammar
-        else None
+    supported = tuple(
+        any(c.supports for c in citations if c.sentence == i) for i in range(len(ans.sentences))
     )
-    started = time.perf_counter()
-    out = model.chat(
-        cited_answer_messages(question, passages),
-        grammar=grammar,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        seed=seed,
+    result = replace(ans, citations=tuple(citations), sentence_supported=supported)
+    if not any(supported):
+        return _withheld(result, "no sentence of the answer is supported by a verbatim quote")
+    if unsupported == "drop" and not all(supported):
+        return _dropped(result)
+    return result
+
+
+def _evidence(c: Citation) -> str:
+    """What a quote offers as evidence: its words, under the title of its source.
+
+    A reader sees the quote under its source's title, and a sentence names its subject
+    ("The nonlocal statement ...") where the quote often does not.
+    """
+    return f"{c.title}: {c.quote}" if c.title else c.quote
+
+
+def _dropped(ans: CitedAnswer) -> CitedAnswer:
+    """``ans`` without its unsupported sentences; citations renumbered to the kept ones."""
+    keep = [i for i, ok in enumerate(ans.sentence_supported) if ok]
+    new_index = {old: new for new, old in enumerate(keep)}
+    citations = tuple(
+        replace(c, sentence=new_index[c.sentence]) for c in ans.citations if c.sentence in new_index
     )
-    result = verify_answer(
-        question,
-        out.text,
-        passages,
-        documents=documents,
-        constrained=use_grammar,
-        model=model.name,
-        latency_s=time.perf_counter() - started,
+    markers = [
+        list(dict.fromkeys(c.marker for c in citations if c.sentence == i))
+        for i in range(len(keep))
+    ]
+    sentences = [ans.sentences[i] for i in keep]
+    dropped = [ans.sentences[i] for i in ans.unsupported_sentences]
+    return replace(
+        ans,
+        text=_joined(sentences, markers),
+        sentences=tuple(sentences),
+        citations=citations,
+        sentence_supported=tuple(True for _ in keep),
+        meta={**ans.meta, "dropped": dropped},
     )
-    # A constrained output that stopped before the grammar was complete was cut off by
-    # the token budget, even if every claim so far parsed.
-    return result if out.valid or not use_grammar else replace(result, complete=False)
+
+
+def _withheld(ans: CitedAnswer, reason: str) -> CitedAnswer:
+    """The refusal in place of ``ans``, whose draft and citations go to ``meta``."""
+    draft = {
+        "text": ans.text,
+        "citations": [c.to_dict() for c in ans.citations],
+        "sentence_supported": list(ans.sentence_supported),
+    }
+    return replace(
+        ans,
+        text=REFUSAL,
+        sentences=(),
+        citations=(),
+        refused=True,
+        sentence_supported=(),
+        meta={**ans.meta, "refusal": reason, "withheld": draft},
+    )
+
+
+def refusal(
+    question: str,
+    passages: Sequence[Passage],
+    reason: str,
+    *,
+    mode: AnswerMode,
+    constrained: bool,
+    model: str = "",
+) -> CitedAnswer:
+    """The refusal for ``question`` without asking a model, saying why in ``meta``."""
+    return CitedAnswer(
+        question=question,
+        text=REFUSAL,
+        sentences=(),
+        citations=(),
+        passages=tuple(passages),
+        refused=True,
+        constrained=constrained,
+        model=model,
+        mode=mode,
+        meta={"refusal": reason},
+    )
