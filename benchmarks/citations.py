@@ -43,7 +43,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from slmkit.retrieval import CitedAnswer, Index, SupportScorer, answer, normalize_text
+from slmkit.retrieval import Index, SupportScorer, answer, normalize_text
 from slmkit.retrieval.support import default_scorer
 
 DATA = Path(__file__).parent / "data"
@@ -84,12 +84,39 @@ class ModeResult:
     records: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _draft(ans: CitedAnswer) -> tuple[str, list[bool], list[dict[str, Any]]]:
+def _draft(ans: dict[str, Any]) -> tuple[str, list[bool], list[dict[str, Any]]]:
     """What the model wrote, before an unsupported answer was withheld."""
-    held = ans.meta.get("withheld")
+    held = ans["meta"].get("withheld")
     if held:
         return held["text"], held["sentence_supported"], held["citations"]
-    return ans.text, list(ans.sentence_supported), [c.to_dict() for c in ans.citations]
+    return ans["text"], ans["sentence_supported"], ans["citations"]
+
+
+def tally(result: ModeResult, q: dict[str, Any], ans: dict[str, Any], seconds: float) -> None:
+    """Add one answer (``CitedAnswer.to_dict()``) to ``result``."""
+    result.latencies.append(seconds)
+    text, supported, citations = _draft(ans)
+    result.sentences += len(supported)
+    result.supported += sum(supported)
+    result.quotes += len(citations)
+    result.verbatim += sum(bool(c["verified"]) for c in citations)
+    if q["topic"] is None:
+        result.unanswerable += 1
+        result.refused_unanswerable += ans["refused"]
+    else:
+        result.answerable += 1
+        result.false_refusals += ans["refused"]
+        result.correct += (not ans["refused"]) and is_correct(ans["text"], q["gold"])
+        result.draft_correct += is_correct(text, q["gold"])
+    result.records.append(
+        {
+            "question": q["question"],
+            "mode": result.mode,
+            "answer": ans,
+            "draft": text,
+            "seconds": seconds,
+        }
+    )
 
 
 def run_mode(
@@ -99,25 +126,20 @@ def run_mode(
     for q in questions:
         started = time.perf_counter()
         ans = answer(q["question"], index, model, mode=mode, scorer=scorer)  # type: ignore[arg-type]
-        result.latencies.append(time.perf_counter() - started)
-        text, supported, citations = _draft(ans)
-        result.sentences += len(supported)
-        result.supported += sum(supported)
-        result.quotes += len(citations)
-        result.verbatim += sum(bool(c["verified"]) for c in citations)
-        if q["topic"] is None:
-            result.unanswerable += 1
-            result.refused_unanswerable += ans.refused
-        else:
-            result.answerable += 1
-            result.false_refusals += ans.refused
-            result.correct += (not ans.refused) and is_correct(ans.text, q["gold"])
-            result.draft_correct += is_correct(text, q["gold"])
-        result.records.append(
-            {"question": q["question"], "mode": mode, "answer": ans.to_dict(), "draft": text}
-        )
+        tally(result, q, ans.to_dict(), time.perf_counter() - started)
         Console(stderr=True).print(f"[dim]{mode}: {q['question']} -> {ans.text[:100]!r}[/]")
     return result
+
+
+def from_records(path: Path, questions: list[dict[str, Any]]) -> list[ModeResult]:
+    """Results re-tallied from a ``--records`` file of an earlier run (no model calls)."""
+    by_question = {q["question"]: q for q in questions}
+    results: dict[str, ModeResult] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        result = results.setdefault(rec["mode"], ModeResult(rec["mode"]))
+        tally(result, by_question[rec["question"]], rec["answer"], rec["seconds"])
+    return list(results.values())
 
 
 def pct(num: int, den: int) -> str:
@@ -167,13 +189,19 @@ def relevance_check(
     return out
 
 
+def evidence(pair: dict[str, Any]) -> tuple[str, str]:
+    """``(sentence, evidence)`` as ``score_support`` builds it: the quote under its title."""
+    title = pair.get("title") or ""
+    return pair["sentence"], f"{title}: {pair['quote']}" if title else pair["quote"]
+
+
 def agreement(
     pairs: list[dict[str, Any]], scorer: SupportScorer
 ) -> tuple[int, int, int, int] | None:
     """``(tp, fp, fn, tn)`` of the scorer against hand labels."""
     if not pairs:
         return None
-    verdicts = scorer.score_pairs([(p["sentence"], p["quote"]) for p in pairs])
+    verdicts = scorer.score_pairs([evidence(p) for p in pairs])
     tp = sum(v.supported and p["label"] for v, p in zip(verdicts, pairs, strict=True))
     fp = sum(v.supported and not p["label"] for v, p in zip(verdicts, pairs, strict=True))
     fn = sum(not v.supported and p["label"] for v, p in zip(verdicts, pairs, strict=True))
@@ -200,9 +228,9 @@ def calibrate(
     if pairs:
         truth = [bool(p["label"]) for p in pairs]
         results = []
-        for weight in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+        for weight in (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
             probe = SupportScorer(scorer.embedder, lexical_weight=weight)
-            parts = probe.score_pairs([(p["sentence"], p["quote"]) for p in pairs])
+            parts = probe.score_pairs([evidence(p) for p in pairs])
             for t in grid:
                 acc = balanced([s.score >= t for s in parts], truth)
                 results.append((acc, weight, t))
@@ -257,6 +285,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--calibrate", action="store_true", help="print the best thresholds")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--records", type=Path, default=None, help="write every answer (JSONL)")
+    parser.add_argument(
+        "--from-records", type=Path, default=None, help="re-tally a --records file, no model"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from slmkit.apps.demo import default_index
@@ -271,9 +302,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.calibrate:
         for line in calibrate(gate, pairs, scorer):
             Console().print(line)
-    model = load_model(args.model)
-    modes = [m for m in args.modes.split(",") if m]
-    results = [run_mode(m, questions, index, model, scorer) for m in modes]
+    if args.from_records:
+        results = from_records(args.from_records, questions)
+        model_name = results[0].records[0]["answer"]["model"] if results else args.model
+    else:
+        model = load_model(args.model)
+        model_name = model.name
+        modes = [m for m in args.modes.split(",") if m]
+        results = [run_mode(m, questions, index, model, scorer) for m in modes]
     table = Table(title=f"Citation benchmark ({args.split})")
     for header in MODE_HEADERS:
         table.add_column(header)
@@ -286,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         gate,
         agreement(pairs, scorer),
         scorer,
-        model.name,
+        model_name,
         time.perf_counter() - started,
     )
     Console().print(text)
