@@ -28,16 +28,10 @@ construction), and score them (``citation_metrics``)::
 
 from .answering import answer
 from .base import Passage, Retriever
+from .checks import score_support, verify_answer
 from .chunking import Chunk, ChunkingConfig, chunk_document
 from .citation_grammar import REFUSAL, citation_grammar, grounded_grammar, parse_cited_output
-from .cite import (
-    AnswerMode,
-    Citation,
-    CitedAnswer,
-    DocumentSource,
-    score_support,
-    verify_answer,
-)
+from .cite import AnswerMode, Citation, CitedAnswer, DocumentSource
 from .dense import choose_kind
 from .documents import (
     SUPPORTED_SUFFIXES,

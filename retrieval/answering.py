@@ -37,6 +37,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .base import Passage, Retriever
+from .checks import verify_answer
 from .citation_grammar import MAX_QUOTE_CHARS, MIN_QUOTE_CHARS, citation_grammar, grounded_grammar
 from .cite import (
     AnswerMode,
@@ -45,7 +46,6 @@ from .cite import (
     Unsupported,
     cited_answer_messages,
     refusal,
-    verify_answer,
 )
 from .errors import RetrievalError
 from .support import SupportScorer, content_words, default_scorer, split_sentences
