@@ -378,14 +378,10 @@ def _reason(result: CitedAnswerLike) -> str:
 
 
 def _refused_without_model(result: CitedAnswerLike) -> bool:
-    """True for a refusal decided before any model was asked (nothing relevant found)."""
+    """True for a refusal decided before any model was asked (nothing relevant found):
+    another model would be refused the same way."""
     meta = getattr(result, "meta", None)
-    return (
-        bool(getattr(result, "refused", False))
-        and isinstance(meta, dict)
-        and "refusal" in meta
-        and "withheld" not in meta
-    )
+    return isinstance(meta, dict) and meta.get("refused_by") == "retrieval"
 
 
 def _who(log: list[Routed]) -> str | None:

@@ -28,8 +28,10 @@ def _badge(fact: str, ok: bool | None, label: str, why: str) -> str:
     )
 
 
-def _badges(c: Citation) -> str:
-    """Two badges, two facts: is the quote verbatim, does it support its sentence."""
+def _badges(c: Citation, *, copied: bool = False) -> str:
+    """Two badges, two facts: is the quote verbatim, does it support its sentence.
+
+    ``copied``: the sentence is the quote itself (a grounded answer)."""
     if c.verified:
         verbatim = _badge("verbatim", True, "verbatim", f"found in the source ({c.method} match)")
     else:
@@ -43,6 +45,9 @@ def _badges(c: Citation) -> str:
         support = _badge("supports", None, "support not scored", "no support score")
     elif not c.verified:
         support = _badge("supports", False, "supports nothing", "a quote not in the source")
+    elif copied:
+        why = "the sentence is this quote, copied from the source"
+        support = _badge("supports", True, "supports its sentence", why)
     else:
         why = (
             f"support {c.support:.2f}: {c.support_lexical or 0:.0%} of the sentence's "
@@ -108,7 +113,8 @@ def _quote_block(ans: CitedAnswer, c: Citation) -> str:
         if sentence and sentence != quote
         else ""
     )
-    return f'<div class="slm-quote">“{html.escape(quote)}”{_badges(c)}{claim}</div>'
+    copied = bool(c.supports) and sentence == quote
+    return f'<div class="slm-quote">“{html.escape(quote)}”{_badges(c, copied=copied)}{claim}</div>'
 
 
 def _source_head(number: int, p: Passage) -> str:

@@ -203,7 +203,10 @@ def answer(
         scorer=scorer,
         unsupported=unsupported,
     )
-    result = replace(result, meta={**result.meta, "relevance": relevance})
+    meta: dict[str, object] = {"relevance": relevance}
+    if result.refused and "refused_by" not in result.meta:
+        meta.update(refusal="the model answered that the sources do not say", refused_by="model")
+    result = replace(result, meta={**result.meta, **meta})
     # A constrained output that stopped before the grammar was complete was cut off by
     # the token budget, even if every claim so far parsed.
     return result if out.valid or not use_grammar else replace(result, complete=False)

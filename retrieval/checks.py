@@ -268,5 +268,5 @@ def _withheld(ans: CitedAnswer, reason: str) -> CitedAnswer:
         citations=(),
         refused=True,
         sentence_supported=(),
-        meta={**ans.meta, "refusal": reason, "withheld": draft},
+        meta={**ans.meta, "refusal": reason, "refused_by": "support", "withheld": draft},
     )

@@ -114,7 +114,9 @@ class CitedAnswer:
     output as decoded. ``mode`` is how it was written (:data:`AnswerMode`).
     ``sentence_supported`` holds, per sentence, whether one of its quotes supports it
     (empty until :func:`score_support` ran). ``meta`` says why an answer was refused
-    (``"refusal"``) and keeps a withheld draft (``"withheld"``).
+    (``"refusal"``) and who decided (``"refused_by"``: ``"retrieval"`` when no passage
+    was relevant and no model was asked, ``"model"``, or ``"support"`` when no sentence
+    was supported) and keeps a withheld draft (``"withheld"``).
     """
 
     question: str
@@ -240,5 +242,5 @@ def refusal(
         constrained=constrained,
         model=model,
         mode=mode,
-        meta={"refusal": reason},
+        meta={"refusal": reason, "refused_by": "retrieval"},
     )

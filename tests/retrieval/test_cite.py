@@ -252,6 +252,7 @@ def test_a_question_no_passage_is_about_is_refused_without_the_model(
         ans = answer("What is the population of Lyon?", index, smollm, mode=mode)
         assert ans.refused and ans.text == REFUSAL and ans.citations == ()
         assert ans.raw == "" and "no retrieved passage is about" in ans.meta["refusal"]
+        assert ans.meta["refused_by"] == "retrieval"
         assert ans.meta["relevance"] < 0.3 and len(ans.passages) == 4
 
 
@@ -316,6 +317,7 @@ def test_refusal_has_no_citations(smollm: ChatModel) -> None:
         max_tokens=16,
     )
     assert forced.raw == REFUSAL and forced.refused and forced.citations == ()
+    assert forced.meta["refused_by"] == "model"
     assert forced.uncited_passages == {1: tiny[0]} and forced.cited_passages == {}
     parsed = verify_answer("q", REFUSAL, tiny)
     assert parsed.refused and not parsed.citations

@@ -88,7 +88,7 @@ def test_unsupported_sentences_are_marked_dropped_or_withheld(scorer: SupportSco
     withheld = verify_answer("q", BAD.format(q=quote), [PASSAGE], scorer=scorer)
     assert withheld.refused and withheld.text == REFUSAL and withheld.citations == ()
     assert withheld.meta["withheld"]["text"].startswith("Nonlocal is a syntax error")
-    assert "no sentence" in withheld.meta["refusal"]
+    assert "no sentence" in withheld.meta["refusal"] and withheld.meta["refused_by"] == "support"
 
     # An unverified quote supports nothing, however well its words match.
     fake = verify_answer("q", GOOD.format(q="names refer to bindings in an enclosing"), [PASSAGE])
