@@ -248,7 +248,7 @@ def markdown(
     agree: tuple[int, int, int, int] | None,
     scorer: SupportScorer,
     model: str,
-    total_s: float,
+    questions: list[dict[str, Any]],
 ) -> str:
     n_ans = sum(a for _, a in gate)
     gate_ok = sum((r >= scorer.relevance_threshold) == a for r, a in gate)
@@ -258,7 +258,9 @@ def markdown(
         f"Split `{split}` ({n_ans} answerable, {len(gate) - n_ans} unanswerable questions) "
         f"over the Python reference topics; model `{model}`, greedy, k=4; scorer "
         f"`{scorer.name}`, relevance threshold {scorer.relevance_threshold:g}; "
-        f"{os.cpu_count()} CPUs, {total_s / 60:.1f} min, {datetime.now(UTC):%Y-%m-%d}.",
+        f"{os.cpu_count()} CPUs (shared: latencies are inflated), "
+        f"{sum(sum(r.latencies) for r in results) / 60:.1f} min of answering, "
+        f"{datetime.now(UTC):%Y-%m-%d}.",
         "",
         "| " + " | ".join(MODE_HEADERS) + " |",
         "|" + "|".join("---" for _ in MODE_HEADERS) + "|",
@@ -273,7 +275,36 @@ def markdown(
             f"Support scorer vs hand labels on this split: {tp + tn}/{tp + fp + fn + tn} agree "
             f"(supported: {tp} right, {fn} missed; unsupported: {tn} right, {fp} passed)."
         )
+    lines += ["", *details(results, gate, questions)]
     return "\n".join([*lines, ""])
+
+
+def _outcome(rec: dict[str, Any], q: dict[str, Any]) -> str:
+    ans = rec["answer"]
+    if ans["refused"]:
+        return "withheld" if ans["meta"].get("withheld") else "refused"
+    if q["topic"] is None:
+        return "answered"
+    return "correct" if is_correct(ans["text"], q["gold"]) else "wrong"
+
+
+def details(
+    results: list[ModeResult], gate: list[tuple[float, bool]], questions: list[dict[str, Any]]
+) -> list[str]:
+    """One row per question: its relevance and what each mode did with it."""
+    modes = [r.mode for r in results]
+    lines = [
+        "| question | answerable | relevance | " + " | ".join(modes) + " |",
+        "|---|---|---|" + "---|" * len(modes),
+    ]
+    for i, (q, (relevance, answerable)) in enumerate(zip(questions, gate, strict=True)):
+        cells = [_outcome(r.records[i], q) if i < len(r.records) else "-" for r in results]
+        lines.append(
+            f"| {q['question']} | {'yes' if answerable else 'no'} | {relevance:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -293,7 +324,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     from slmkit.apps.demo import default_index
     from slmkit.models import load_model
 
-    started = time.perf_counter()
     questions = load_questions(args.split)[: args.limit]
     index = default_index(status=lambda m: Console(stderr=True).print(f"[dim]{m}[/]"))
     scorer = default_scorer()
@@ -323,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         agreement(pairs, scorer),
         scorer,
         model_name,
-        time.perf_counter() - started,
+        questions,
     )
     Console().print(text)
     if args.records:
