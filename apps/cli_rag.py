@@ -239,6 +239,12 @@ def print_answer(ans: CitedAnswer, out: Console | None = None) -> None:
     out.print(escape(ans.text), highlight=False)
     if ans.refused and ans.meta.get("refusal"):
         out.print(f"[yellow](refused: {escape(str(ans.meta['refusal']))})[/]")
+    held = ans.meta.get("withheld")
+    if held:
+        out.print(f"[yellow]withheld draft:[/] {escape(held['text'])}", highlight=False)
+        for c in map(lambda d: Citation(**d), held["citations"]):
+            quote = escape(" ".join(c.quote.split()))
+            out.print(f'    [{c.marker}] "{quote}"  {_verdict(c)}', highlight=False)
     for i in ans.unsupported_sentences:
         out.print(f"[yellow](not supported by its quote: {escape(ans.sentences[i])!r})[/]")
     if not ans.complete:
