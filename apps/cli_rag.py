@@ -9,7 +9,8 @@ works.
 Every printed quote carries two verdicts, in words: **verbatim** only when
 :func:`~slmkit.retrieval.verify_quote` found it in the source document (never because the
 grammar was supposed to guarantee it), and **supports** when the support score says the
-quote backs its sentence. ``ask`` answers in grounded mode unless ``--mode free``.
+quote backs its sentence. ``ask`` and ``demo`` answer in grounded mode unless ``--mode free``
+(the demo's page can switch per question).
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ __all__ = ["AskConfig", "IndexConfig", "print_answer", "register"]
 
 console = Console()
 err_console = Console(stderr=True)
+
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(help="grounded (copied passage sentences) | free (the model's words, checked)"),
+]
 
 
 class IndexConfig(BaseModel):
@@ -275,7 +281,7 @@ def ask_command(
     index: Annotated[Path | None, typer.Option("--index", "-i", help="index folder")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="model spec")] = None,
     k: Annotated[int | None, typer.Option("-k", help="passages to retrieve")] = None,
-    mode: Annotated[str | None, typer.Option(help="grounded (copied sentences) | free")] = None,
+    mode: ModeOpt = None,
     max_sentences: Annotated[int | None, typer.Option(help="sentences at most")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="token budget")] = None,
     temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
@@ -342,6 +348,7 @@ def demo_command(
     host: Annotated[str | None, typer.Option(help="address to bind")] = None,
     port: Annotated[int | None, typer.Option(help="port (default: first free from 7860)")] = None,
     k: Annotated[int | None, typer.Option("-k", help="passages per answer")] = None,
+    mode: ModeOpt = None,
     max_upload_mb: Annotated[float | None, typer.Option(help="upload size limit, MB")] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -358,6 +365,7 @@ def demo_command(
             "host": host,
             "port": port,
             "k": k,
+            "mode": mode,
             "max_upload_mb": max_upload_mb,
         },
         command="demo",
