@@ -4,18 +4,21 @@
 
     START -> retrieve --(weak results, once)--> reformulate -> retrieve
                  |
-                 +--> answer --(a citation failed verification, attempts left)--> answer
+                 +--> answer --(a quote not verbatim, or a sentence it does not
+                        |            support, attempts left)--> answer
                         |
-                        +--> END (verified answer, or the refusal)
+                        +--> END (a checked answer, or the refusal)
 
 The cited answer comes from ``slmkit.retrieval.answer`` (or any function with its
-signature passed as ``answer_fn``), which decodes quotes under a verbatim-substring
-constraint and verifies them again, against the source document when the retriever can
-return it. The agent's part is the policy
-around it: when retrieval looks weak, ask the model for a keyword query and search
-again; when a citation does not verify (or the answer cites nothing), try again, through
-the :class:`Router` so the retry can go to a larger model; after ``max_attempts``,
-refuse rather than return an answer whose sources do not check out.
+signature passed as ``answer_fn``): by default a grounded answer, sentences copied from
+the passages under a grammar; every quote verified against the source document when the
+retriever can return it, and its support of its sentence scored. The agent's part is the
+policy around it: when retrieval looks weak, ask the model for a keyword query and search
+again; when a quote is not verbatim, a sentence is not supported by its quote, or the
+answer cites nothing, try again, through the :class:`Router` so the retry can go to a
+larger model; after ``max_attempts``, refuse rather than return an answer whose sources
+do not check out. A refusal that did not come from a model (no retrieved passage is
+about the question) is final at once: another model would be refused the same way.
 
 :meth:`RagAgent.as_tool` makes the whole agent a ``search`` tool for other agents.
 """
@@ -288,16 +291,12 @@ class RagAgent(GraphAgent):
         with self.router.recording() as log, self.router.routing(signals) as reason:
             result = self.answer_fn(str(state["task"]), self._chosen(passages), self.router)
         citations = [_citation(c) for c in result.citations]
-        unverified = [c for c in citations if not c["verified"]]
-        failure = None
-        if not citations:
-            failure = "the answer cites no source"
-        elif unverified:
-            failure = f"unverified citation: {str(unverified[0].get('quote', ''))[:120]!r}"
+        failure = _failure(result, citations)
+        final_refusal = _refused_without_model(result)
         update: dict[str, Any] = {"step": step, "attempts": attempts, "citations": citations}
         if failure is None:
             update.update(answer=result.text, stopped="final_answer", failure=None, failures=0)
-        elif attempts >= self.config.max_attempts:
+        elif final_refusal or attempts >= self.config.max_attempts:
             update.update(answer=self.config.refusal, stopped="refused", failure=failure)
         else:
             update.update(failure=failure, failures=int(state.get("failures", 0)) + 1)
@@ -350,8 +349,39 @@ def _listing(passages: list[dict[str, Any]]) -> str:
 
 
 def _citation(c: Any) -> dict[str, Any]:
-    fields = ("marker", "source_id", "title", "quote", "start", "end", "verified")
+    fields = ("marker", "source_id", "title", "quote", "start", "end", "verified", "supports")
     return {f: getattr(c, f) for f in fields if hasattr(c, f)}
+
+
+def _failure(result: CitedAnswerLike, citations: list[dict[str, Any]]) -> str | None:
+    """Why ``result`` cannot be returned as it is, or None when its citations check out.
+
+    ``supports`` is read when the answer function scored it (``slmkit.retrieval.answer``
+    does); None means not scored, which is not held against the answer.
+    """
+    unverified = [c for c in citations if not c["verified"]]
+    unsupported = [c for c in citations if c["verified"] and c.get("supports") is False]
+    sentence_supported = getattr(result, "sentence_supported", ())
+    if not citations:
+        return "the answer cites no source" + _reason(result)
+    if unverified:
+        return f"unverified citation: {str(unverified[0].get('quote', ''))[:120]!r}"
+    if unsupported and not all(sentence_supported):
+        return f"unsupported sentence, quote {str(unsupported[0].get('quote', ''))[:120]!r}"
+    return None
+
+
+def _reason(result: CitedAnswerLike) -> str:
+    meta = getattr(result, "meta", None)
+    reason = meta.get("refusal") if isinstance(meta, dict) else None
+    return f" ({reason})" if reason else ""
+
+
+def _refused_without_model(result: CitedAnswerLike) -> bool:
+    """True for a refusal decided before any model was asked (nothing relevant found):
+    another model would be refused the same way."""
+    meta = getattr(result, "meta", None)
+    return isinstance(meta, dict) and meta.get("refused_by") == "retrieval"
 
 
 def _who(log: list[Routed]) -> str | None:

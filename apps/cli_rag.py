@@ -6,9 +6,11 @@ supplies any of them and flags given on the command line win. Answers go to stdo
 (``--json`` for machines) and status lines to stderr, so ``agentctl ask ... --json | jq``
 works.
 
-Every printed quote carries the verifier's verdict, in words: a quote is shown as
-verified only when :func:`~slmkit.retrieval.verify_quote` found it in the source
-document, never because the grammar was supposed to guarantee it.
+Every printed quote carries two verdicts, in words: **verbatim** only when
+:func:`~slmkit.retrieval.verify_quote` found it in the source document (never because the
+grammar was supposed to guarantee it), and **supports** when the support score says the
+quote backs its sentence. ``ask`` and ``demo`` answer in grounded mode unless ``--mode free``
+(the demo's page can switch per question).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from slmkit.retrieval import (
     MANIFEST_NAME,
     SUPPORTED_SUFFIXES,
     ChunkingConfig,
+    Citation,
     CitedAnswer,
     Document,
     Index,
@@ -44,6 +47,11 @@ __all__ = ["AskConfig", "IndexConfig", "print_answer", "register"]
 
 console = Console()
 err_console = Console(stderr=True)
+
+ModeOpt = Annotated[
+    str | None,
+    typer.Option(help="grounded (copied passage sentences) | free (the model's words, checked)"),
+]
 
 
 class IndexConfig(BaseModel):
@@ -70,6 +78,7 @@ class AskConfig(BaseModel):
     index: Path
     model: str = DEFAULT_SPEC
     k: int = Field(default=4, ge=1, le=20)
+    mode: Literal["grounded", "free"] = "grounded"
     max_sentences: int = Field(default=3, ge=1, le=6)
     max_tokens: int = Field(default=256, ge=16)
     temperature: float = Field(default=0.0, ge=0.0)
@@ -215,18 +224,35 @@ def index_command(
 # --- ask ----------------------------------------------------------------------------------
 
 
-def _verdict(verified: bool, method: str, score: float) -> str:
-    if verified:
-        return f"[green]verified[/] ({method})"
-    if method == "fuzzy":
-        return f"[red]NOT verified[/] (closest source text {score:.0%} similar)"
-    return "[red]NOT verified[/] (not found in the source)"
+def _verdict(c: Citation) -> str:
+    """Two verdicts, two facts: verbatim in the source, and support of the sentence."""
+    if c.verified:
+        verbatim = f"[green]verbatim[/] ({c.method})"
+    elif c.method == "fuzzy":
+        verbatim = f"[red]NOT verbatim[/] (closest source text {c.score:.0%} similar)"
+    else:
+        verbatim = "[red]NOT verbatim[/] (not found in the source)"
+    if c.supports is None:
+        return verbatim
+    if c.supports:
+        return f"{verbatim}, [green]supports[/] its sentence ({c.support:.2f})"
+    return f"{verbatim}, [red]does NOT support[/] its sentence ({c.support or 0:.2f})"
 
 
 def print_answer(ans: CitedAnswer, out: Console | None = None) -> None:
     """The answer, then each cited source with its quotes and their verdicts."""
     out = out or console
     out.print(escape(ans.text), highlight=False)
+    if ans.refused and ans.meta.get("refusal"):
+        out.print(f"[yellow](refused: {escape(str(ans.meta['refusal']))})[/]")
+    held = ans.meta.get("withheld")
+    if held:
+        out.print(f"[yellow]withheld draft:[/] {escape(held['text'])}", highlight=False)
+        for c in map(lambda d: Citation(**d), held["citations"]):
+            quote = escape(" ".join(c.quote.split()))
+            out.print(f'    [{c.marker}] "{quote}"  {_verdict(c)}', highlight=False)
+    for i in ans.unsupported_sentences:
+        out.print(f"[yellow](not supported by its quote: {escape(ans.sentences[i])!r})[/]")
     if not ans.complete:
         out.print("[yellow](the answer was cut off by the token budget)[/]")
     if ans.citations:
@@ -237,10 +263,7 @@ def print_answer(ans: CitedAnswer, out: Console | None = None) -> None:
         for c in ans.citations_for(number):
             span = f"chars {c.start}-{c.end}" if c.start is not None else "no span"
             quote = " ".join(c.quote.split())
-            out.print(
-                f'    "{escape(quote)}"  {_verdict(c.verified, c.method, c.score)} [dim]{span}[/]',
-                highlight=False,
-            )
+            out.print(f'    "{escape(quote)}"  {_verdict(c)} [dim]{span}[/]', highlight=False)
     for c in ans.citations:
         if c.checked_against == "nothing":
             out.print(
@@ -258,6 +281,7 @@ def ask_command(
     index: Annotated[Path | None, typer.Option("--index", "-i", help="index folder")] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="model spec")] = None,
     k: Annotated[int | None, typer.Option("-k", help="passages to retrieve")] = None,
+    mode: ModeOpt = None,
     max_sentences: Annotated[int | None, typer.Option(help="sentences at most")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="token budget")] = None,
     temperature: Annotated[float | None, typer.Option(help="sampling temperature")] = None,
@@ -278,6 +302,7 @@ def ask_command(
             "index": index,
             "model": model,
             "k": k,
+            "mode": mode,
             "max_sentences": max_sentences,
             "max_tokens": max_tokens,
             "temperature": temperature,
@@ -293,6 +318,7 @@ def ask_command(
             idx,
             chat_model,
             k=cfg.k,
+            mode=cfg.mode,
             max_sentences=cfg.max_sentences,
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
@@ -302,9 +328,11 @@ def ask_command(
         console.print_json(json.dumps(ans.to_dict()))
         return
     print_answer(ans)
-    verified = sum(c.verified for c in ans.citations)
+    verbatim = sum(c.verified for c in ans.citations)
+    supported = sum(ans.sentence_supported)
     err_console.print(
-        f"[dim]{ans.model}: {verified}/{len(ans.citations)} quotes verified, "
+        f"[dim]{ans.model}: {ans.mode} answer, {verbatim}/{len(ans.citations)} quotes verbatim, "
+        f"{supported}/{len(ans.sentence_supported)} sentences supported, "
         f"{'constrained' if ans.constrained else 'unconstrained'} decoding, "
         f"{ans.latency_s:.1f}s[/]"
     )
@@ -320,6 +348,7 @@ def demo_command(
     host: Annotated[str | None, typer.Option(help="address to bind")] = None,
     port: Annotated[int | None, typer.Option(help="port (default: first free from 7860)")] = None,
     k: Annotated[int | None, typer.Option("-k", help="passages per answer")] = None,
+    mode: ModeOpt = None,
     max_upload_mb: Annotated[float | None, typer.Option(help="upload size limit, MB")] = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -336,6 +365,7 @@ def demo_command(
             "host": host,
             "port": port,
             "k": k,
+            "mode": mode,
             "max_upload_mb": max_upload_mb,
         },
         command="demo",

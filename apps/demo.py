@@ -1,9 +1,14 @@
 """The Gradio demo: ask a document collection, get answers whose quotes are checked.
 
 The chat shows answers with inline markers (``[1]``); the sources panel shows each cited
-passage with the quoted words highlighted in context and a badge saying whether the
-verifier found the quote in the source, and lists retrieved-but-uncited passages apart.
-Users can upload files, which are indexed for their session only.
+passage with the quoted words highlighted in context and two badges per quote, for two
+separate facts: **verbatim** (the verifier found the quote at its span in the source)
+and **supports** (the quote backs the sentence that cites it, by the support score).
+Sentences no quote supports are flagged in the chat; an answer with none, or a question
+no passage is about, gets the refusal and says why. Answers are *grounded* by default
+(sentences copied from the passages under a grammar); *free* answers can be chosen in
+the page. Retrieved-but-uncited passages are listed apart. Users can upload files,
+which are indexed for their session only.
 
 With no index given, the demo indexes the Python language reference that ships with
 CPython (``pydoc_data.topics``) once, into ``slmkit.models.cache_dir("demo-index")``,
@@ -30,15 +35,15 @@ from slmkit.models import DEFAULT_SPEC, ChatModel, SlmkitError, cache_dir
 from slmkit.retrieval import (
     MANIFEST_NAME,
     SUPPORTED_SUFFIXES,
-    Citation,
-    CitedAnswer,
+    AnswerMode,
     Document,
     Embedder,
     Index,
-    Passage,
     answer,
     load_path,
 )
+
+from .demo_render import EMPTY_PANEL, render_chat, render_sources
 
 __all__ = [
     "DemoConfig",
@@ -46,13 +51,11 @@ __all__ = [
     "default_index",
     "launch",
     "pydoc_documents",
+    "render_chat",
     "render_sources",
 ]
 
 Status = Callable[[str], None]
-
-_BEFORE_CHARS, _AFTER_CHARS = 160, 320  # passage text shown around quotes in the panel
-_EMPTY_PANEL = '<div class="slm-sources"><p class="slm-note">Sources appear here.</p></div>'
 
 
 class DemoConfig(BaseModel):
@@ -65,6 +68,10 @@ class DemoConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=1, le=65535)
     k: int = Field(default=4, ge=1, le=10)
+    mode: AnswerMode = Field(
+        default="grounded",
+        description="grounded: sentences copied from the passages; free: the model's own words",
+    )
     max_question_chars: int = Field(default=500, ge=20)
     max_upload_mb: float = Field(default=10.0, gt=0)
     max_upload_files: int = Field(default=20, ge=1)
@@ -134,129 +141,12 @@ def default_index(
     return Index.build(docs, path=folder, embedder=emb, overwrite=True)
 
 
-# --- rendering ----------------------------------------------------------------------------
-
-
-def _badge(c: Citation) -> str:
-    if c.verified:
-        label, cls = "✓ verified", "slm-verified"
-        why = f"found in the source ({c.method} match)"
-    else:
-        label, cls = "✗ not verified", "slm-unverified"
-        why = (
-            f"closest source text is {c.score:.0%} similar"
-            if c.method == "fuzzy"
-            else "not found in the source"
-        )
-    return f'<span class="slm-badge {cls}" title="{html.escape(why)}">{label}</span>'
-
-
-def _window(text: str, first: int, last: int) -> tuple[int, int]:
-    """The part of ``text`` to show around quotes spanning ``[first, last)``.
-
-    A little before (at most ``_BEFORE_CHARS`` and two line breaks: code and hard-wrapped
-    text are tall) and more after, cut at whitespace, so the highlight is in view.
-    """
-    lo = max(0, first - _BEFORE_CHARS)
-    breaks = [i for i in range(first - 1, lo - 1, -1) if text[i] == "\n"]
-    if len(breaks) > 2:
-        lo = breaks[2] + 1
-    if lo > 0 and not text[lo - 1].isspace():
-        space = text.find(" ", lo)
-        lo = space + 1 if 0 <= space < first else lo
-    hi = min(len(text), last + _AFTER_CHARS)
-    if hi < len(text):
-        space = text.rfind(" ", last, hi)
-        hi = space if space > last else hi
-    return lo, hi
-
-
-def _highlighted(p: Passage, citations: list[Citation]) -> str:
-    """The passage around its located quotes, escaped, each quote wrapped in ``<mark>``."""
-    text = p.text
-    spans = sorted(
-        (max(c.start, p.start) - p.start, min(c.end, p.end) - p.start)
-        for c in citations
-        if c.start is not None and c.end is not None and c.start < p.end and c.end > p.start
-    )
-    merged: list[tuple[int, int]] = []
-    for a, b in spans:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    lo, hi = _window(text, merged[0][0], merged[-1][1]) if merged else (0, len(text))
-    out = ["…" if lo else ""]
-    pos = lo
-    for a, b in merged:
-        out.append(html.escape(text[pos:a]))
-        out.append(f"<mark>{html.escape(text[a:b])}</mark>")
-        pos = b
-    out.append(html.escape(text[pos:hi]))
-    out.append("…" if hi < len(text) else "")
-    return "".join(out).strip()
-
-
-def _source_head(number: int, p: Passage) -> str:
-    where = html.escape(p.source_id + (f" · {p.section}" if p.section else ""))
-    return (
-        f'<div class="slm-head"><span class="slm-marker">[{number}]</span> '
-        f'<b>{html.escape(p.title)}</b> <span class="slm-id">{where}</span></div>'
-    )
-
-
-def render_sources(ans: CitedAnswer | None) -> str:
-    """The sources panel for ``ans``: cited passages with quotes, then the uncited ones."""
-    if ans is None:
-        return _EMPTY_PANEL
-    parts = ['<div class="slm-sources">']
-    if ans.refused:
-        parts.append('<p class="slm-note">No answer in the sources, so nothing is cited.</p>')
-    if ans.cited_passages:
-        parts.append("<h3>Cited sources</h3>")
-    for number, p in ans.cited_passages.items():
-        cites = ans.citations_for(number)
-        parts.append(f'<div class="slm-source" data-marker="{number}">{_source_head(number, p)}')
-        parts.extend(
-            f'<div class="slm-quote">“{html.escape(" ".join(c.quote.split()))}”{_badge(c)}</div>'
-            for c in cites
-        )
-        parts.append(f'<div class="slm-context">{_highlighted(p, cites)}</div></div>')
-    for c in ans.citations:
-        if c.checked_against == "nothing":
-            parts.append(
-                f'<div class="slm-source"><span class="slm-marker">[{c.marker}]</span> names no '
-                f"retrieved passage: “{html.escape(c.quote)}”{_badge(c)}</div>"
-            )
-    if ans.uncited_passages:
-        parts.append("<h3>Retrieved, not cited</h3>")
-        parts.extend(
-            f'<details class="slm-uncited"><summary>[{n}] {html.escape(p.title)} '
-            f'<span class="slm-id">{html.escape(p.source_id)}</span></summary>'
-            f'<div class="slm-context">{html.escape(p.text.strip())}</div></details>'
-            for n, p in ans.uncited_passages.items()
-        )
-    parts.append("</div>")
-    return "".join(parts)
-
-
-def _chat_text(ans: CitedAnswer) -> str:
-    """The answer as a chat message: text with markers and a verification summary."""
-    if ans.refused:
-        return ans.text
-    verified = sum(c.verified for c in ans.citations)
-    note = f"{verified} of {len(ans.citations)} quotes verified against their sources"
-    if not ans.complete:
-        note += "; the answer was cut off"
-    return f"{ans.text}\n\n*{note}.*"
+# --- the app ------------------------------------------------------------------------------
 
 
 def _describe(index: Index, label: str) -> str:
     m = index.manifest
     return f"Searching **{label}**: {m.documents} documents, {m.chunks} passages."
-
-
-# --- the app ------------------------------------------------------------------------------
 
 
 def _uploaded_documents(files: list[str], cfg: DemoConfig) -> list[Document]:
@@ -292,7 +182,10 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
     corpus_label = "the Python language reference" if pydoc else str(index.path)
 
     def respond(
-        question: str, history: list[dict[str, str]], session: Index | None
+        question: str,
+        history: list[dict[str, str]],
+        session: Index | None,
+        mode: AnswerMode | None = None,
     ) -> tuple[list[dict[str, str]], list[dict[str, str]], str, str]:
         question = (question or "").strip()
         history = list(history or [])
@@ -308,13 +201,13 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
         else:
             history += [{"role": "user", "content": question}]
             try:
-                ans = answer(question, session or index, model, k=cfg.k)
+                ans = answer(question, session or index, model, k=cfg.k, mode=mode or cfg.mode)
             except SlmkitError as exc:
                 reply = f"Sorry, that failed: {exc.message}" + (
                     f" ({exc.hint})" if exc.hint else ""
                 )
             else:
-                reply = _chat_text(ans)
+                reply = render_chat(ans)
                 panel = render_sources(ans)
         history += [{"role": "assistant", "content": reply}]
         return history, history, panel, ""
@@ -340,8 +233,10 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
         gr.Markdown(
             "## Ask the documents\n"
             f"A small model ({html.escape(model.name)}) answers from the retrieved passages. "
-            "Each sentence cites a passage with a literal quote; every quote is checked "
-            "against the source text and marked verified or not."
+            "Each sentence cites a passage with a literal quote, and two things are checked "
+            "apart: that the quote is **verbatim** in the source, and that it **supports** "
+            "the sentence. Grounded answers copy whole sentences from the sources; free "
+            "answers are in the model's words and may be flagged or withheld."
         )
         corpus = gr.Markdown(_describe(index, corpus_label), elem_id="corpus")
         session = gr.State(None, time_to_live=3600)
@@ -358,8 +253,15 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
                         scale=5,
                     )
                     ask = gr.Button("Ask", elem_id="ask", variant="primary", scale=1)
+                mode = gr.Radio(
+                    ["grounded", "free"],
+                    value=cfg.mode,
+                    label="Answer mode",
+                    info="grounded: copied sentences; free: the model's words, checked",
+                    elem_id="mode",
+                )
             with gr.Column(scale=2):
-                sources = gr.HTML(_EMPTY_PANEL, elem_id="sources", label="Sources")
+                sources = gr.HTML(EMPTY_PANEL, elem_id="sources", label="Sources")
         with gr.Accordion("Index your own files (this session only)", open=False):
             upload = gr.File(
                 file_count="multiple",
@@ -371,8 +273,8 @@ def build_demo(index: Index, model: ChatModel, config: DemoConfig | None = None)
                 index_button = gr.Button("Index these files", elem_id="index-files")
                 reset_button = gr.Button("Back to the default corpus", elem_id="reset")
         outputs = [chat, history, sources, question]
-        ask.click(respond, [question, history, session], outputs)
-        question.submit(respond, [question, history, session], outputs)
+        ask.click(respond, [question, history, session, mode], outputs)
+        question.submit(respond, [question, history, session, mode], outputs)
         index_button.click(index_uploads, [upload, session], [session, corpus])
         reset_button.click(reset, None, [session, corpus])
     return demo

@@ -14,20 +14,24 @@ Every :class:`Passage` carries character offsets into its source document, which
 :meth:`Index.document` returns, so any citation can be checked against the source.
 
 Answer with citations whose quotes are decoded under a verbatim constraint and then
-verified against the source (``answer``), and score them (``citation_metrics``)::
+verified against the source, each also scored for whether it supports its sentence
+(``answer``; grounded answers copy passage sentences, so support holds by
+construction), and score them (``citation_metrics``)::
 
     from slmkit.models import load_model
     from slmkit.retrieval import answer, citation_metrics
 
     ans = answer("how do I install it?", index, load_model("llamacpp:smollm2"))
-    print(ans.text, [(c.marker, c.quote, c.verified) for c in ans.citations])
+    print(ans.text, [(c.marker, c.quote, c.verified, c.supports) for c in ans.citations])
     print(citation_metrics([ans]).rows())
 """
 
+from .answering import answer
 from .base import Passage, Retriever
+from .checks import score_support, verify_answer
 from .chunking import Chunk, ChunkingConfig, chunk_document
-from .citation_grammar import REFUSAL, citation_grammar, parse_cited_output
-from .cite import Citation, CitedAnswer, DocumentSource, answer, verify_answer
+from .citation_grammar import REFUSAL, citation_grammar, grounded_grammar, parse_cited_output
+from .cite import AnswerMode, Citation, CitedAnswer, DocumentSource
 from .dense import choose_kind
 from .documents import (
     SUPPORTED_SUFFIXES,
@@ -49,6 +53,7 @@ from .errors import IndexCorruptError, RetrievalError
 from .index import Index, SearchMode
 from .manifest import FORMAT_VERSION, MANIFEST_NAME, DenseParams
 from .metrics import CitationMetrics, SimilarityJudge, SupportJudge, citation_metrics
+from .support import Support, SupportScorer
 from .verify import QuoteMatch, normalize_text, verify_quote
 
 __all__ = [
@@ -57,6 +62,7 @@ __all__ = [
     "MANIFEST_NAME",
     "REFUSAL",
     "SUPPORTED_SUFFIXES",
+    "AnswerMode",
     "Chunk",
     "ChunkingConfig",
     "Citation",
@@ -75,7 +81,9 @@ __all__ = [
     "SearchMode",
     "Section",
     "SimilarityJudge",
+    "Support",
     "SupportJudge",
+    "SupportScorer",
     "answer",
     "as_documents",
     "choose_kind",
@@ -83,6 +91,7 @@ __all__ = [
     "citation_grammar",
     "citation_metrics",
     "document_from_text",
+    "grounded_grammar",
     "load_html",
     "load_jsonl",
     "load_markdown",
@@ -93,6 +102,7 @@ __all__ = [
     "parse_cited_output",
     "parse_html",
     "parse_markdown",
+    "score_support",
     "verify_answer",
     "verify_quote",
 ]

@@ -34,6 +34,16 @@ The refusal is a lazy lexeme, so it can share its first words with an ordinary s
 The parser lives next to the grammar so the two cannot drift apart; it also accepts
 *unconstrained* output (a model without grammar support) and then reports malformed or
 out-of-range parts instead of trusting them.
+
+The *grounded* format (:func:`grounded_grammar`) goes further: the model writes no words
+of its own. Each line is a marker and then one whole sentence of that passage, chosen
+from a list of candidate sentences that the grammar spells out as literals::
+
+    [1] Assert statements are a convenient way to insert debugging assertions into a program:
+    The sources do not say.
+
+so the sentence *is* its quote and supports itself by construction; what the model
+decides is which sentences answer the question, or that none does.
 """
 
 from __future__ import annotations
@@ -51,7 +61,9 @@ __all__ = [
     "Claim",
     "ParsedAnswer",
     "citation_grammar",
+    "grounded_grammar",
     "parse_cited_output",
+    "parse_grounded_output",
     "quotable_segments",
 ]
 
@@ -64,6 +76,7 @@ MAX_QUOTE_CHARS = 160
 MAX_SENTENCE_CHARS = 200
 """A sentence this long without a citation is rambling; the grammar ends it."""
 
+_GROUNDED_LINE = re.compile(r"^\s*\[(?P<marker>\d+)\]\s*(?P<sentence>\S.*?)\s*$")
 _SEGMENT_BREAK = re.compile(r'"|\n[^\S\n]*\n')
 _CLAIM = re.compile(
     r'(?P<sentence>[^\n\[\]]*?)\s*\[(?P<marker>\d+)\]\s*"(?P<quote>[^"]*)"', re.DOTALL
@@ -183,6 +196,64 @@ def parse_cited_output(text: str) -> ParsedAnswer:
         claims.append(Claim(sentence, int(m["marker"]), m["quote"]))
     leftover.append(stripped[pos:])
     rest = " ".join(" ".join(leftover).split())
+    if not claims and REFUSAL.lower().rstrip(".") in rest.lower():
+        return ParsedAnswer((), refused=True, complete=_is_refusal(rest), leftover=rest)
+    return ParsedAnswer(tuple(claims), refused=False, complete=not rest, leftover=rest)
+
+
+def grounded_grammar(
+    candidates: Sequence[tuple[int, str]],
+    *,
+    max_sentences: int = 3,
+    allow_refusal: bool = True,
+) -> str:
+    """The Lark grammar for a grounded answer: up to ``max_sentences`` lines, each
+    ``[i] <a candidate sentence of passage i>`` verbatim, or the refusal.
+
+    ``candidates`` are ``(passage number, sentence)`` pairs; a sentence must be one
+    line (its whitespace collapsed). With no candidates only the refusal is allowed.
+    """
+    if max_sentences < 1:
+        raise ValueError("max_sentences must be >= 1")
+    by_marker: dict[int, list[str]] = {}
+    for marker, sentence in candidates:
+        if "\n" in sentence or not sentence.strip():
+            raise ValueError(f"a candidate sentence must be one non-empty line: {sentence!r}")
+        by_marker.setdefault(marker, []).append(sentence)
+    refusal = r"refusal[lazy]: /The sources do not say\./"
+    if not by_marker:
+        return f"start: refusal\n{refusal}\n"
+    rules = [
+        f'line_{m}: "{m}] " ('
+        + " | ".join(json.dumps(s, ensure_ascii=True) for s in dict.fromkeys(sentences))
+        + ")"
+        for m, sentences in sorted(by_marker.items())
+    ]
+    head = [
+        *(["start: refusal | answer", refusal] if allow_refusal else ["start: answer"]),
+        f'answer: line ("\\n" line){{0,{max_sentences - 1}}}',
+        'line: "[" (' + " | ".join(f"line_{m}" for m in sorted(by_marker)) + ")",
+    ]
+    return "\n".join([*head, *rules]) + "\n"
+
+
+def parse_grounded_output(text: str) -> ParsedAnswer:
+    """Split grounded output into claims whose sentence is also their quote.
+
+    Lines that are not ``[i] sentence`` are leftover (an unconstrained model's prose).
+    """
+    stripped = text.strip()
+    if _is_refusal(stripped):
+        return ParsedAnswer((), refused=True, complete=True)
+    claims: list[Claim] = []
+    leftover: list[str] = []
+    for line in stripped.splitlines():
+        m = _GROUNDED_LINE.match(line)
+        if m:
+            claims.append(Claim(m["sentence"], int(m["marker"]), m["sentence"]))
+        elif line.strip():
+            leftover.append(line.strip())
+    rest = " ".join(leftover)
     if not claims and REFUSAL.lower().rstrip(".") in rest.lower():
         return ParsedAnswer((), refused=True, complete=_is_refusal(rest), leftover=rest)
     return ParsedAnswer(tuple(claims), refused=False, complete=not rest, leftover=rest)

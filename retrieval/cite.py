@@ -1,55 +1,51 @@
-"""Answers whose every quote is checked: retrieve, decode under a citation grammar, verify.
+"""What a cited answer is: its citations, each with two separate facts, and its prompt.
 
-``answer(question, retriever, model)`` retrieves ``k`` passages, numbers them ``[1]..[k]``
-in the prompt and decodes under :func:`~.citation_grammar.citation_grammar`, so a marker
-can only name a retrieved passage and its quote can only be a verbatim run of that
-passage's words. The grammar is a promise about decoding; the result is then checked
-again, independently, against the *source document* (not the passage the model saw)
-with :func:`~.verify.verify_quote`, and each :class:`Citation` reports what that check
-found: ``verified``, the method (exact / normalized / fuzzy / none), a score and the
-quote's character span in the source. A backend bug, a stale index or a model that
-cannot be constrained therefore shows up as ``verified=False``, never as a false claim.
+A :class:`Citation` reports what checking one ``[marker] "quote"`` found
+(:mod:`.checks`): ``verified``, the quote is *verbatim* at its span in the source
+document (the method: exact / normalized / fuzzy / none, a score, the character span),
+and, apart from it, ``supports``: the quote backs the sentence that cites it (a score
+against a calibrated threshold, :mod:`.support`). A backend bug, a stale index or a
+model that cannot be constrained shows up as ``verified=False``; a true quote under a
+sentence it does not say shows up as ``supports=False``. Neither is ever a false claim.
 
-:func:`verify_answer` runs the same parsing and checking on text from anywhere (a larger
-model behind an API without grammar support, a stored answer), so the same report and
-metrics apply to it.
+A :class:`CitedAnswer` holds the sentences, citations and every retrieved passage; an
+answer none of whose sentences is supported is withheld (the refusal, with the draft in
+``meta["withheld"]``). :func:`~.answering.answer` produces them; :func:`~.checks.verify_answer`
+checks text from anywhere (a larger model behind an API, a stored answer) the same way.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from slmkit.models import render_prompt
 
-from .base import Passage, Retriever
-from .citation_grammar import (
-    MAX_QUOTE_CHARS,
-    MIN_QUOTE_CHARS,
-    REFUSAL,
-    Claim,
-    citation_grammar,
-    parse_cited_output,
-)
+from .base import Passage
+from .citation_grammar import REFUSAL
 from .documents import Document
-from .errors import RetrievalError
-from .verify import verify_quote
 
 if TYPE_CHECKING:
-    from slmkit.models import ChatModel, Message
+    from slmkit.models import Message
 
 __all__ = [
+    "AnswerMode",
+    "CheckedAgainst",
     "Citation",
     "CitedAnswer",
     "DocumentSource",
-    "answer",
+    "Unsupported",
     "cited_answer_messages",
-    "verify_answer",
+    "refusal",
 ]
 
 CheckedAgainst = Literal["source", "passage", "nothing"]
+AnswerMode = Literal["grounded", "free"]
+"""``grounded``: each sentence is a sentence of a retrieved passage, copied under a grammar;
+``free``: the model writes its own sentences and cites quotes (see :func:`~.answering.answer`)."""
+Unsupported = Literal["mark", "drop"]
+"""What happens to a sentence no verbatim quote supports: kept and flagged, or removed."""
 
 
 @runtime_checkable
@@ -73,6 +69,11 @@ class Citation:
     the quote was checked against: the stored ``"source"`` document, only the
     ``"passage"`` (a retriever that cannot return documents), or ``"nothing"`` (the
     marker names no retrieved passage).
+
+    ``support`` (0..1) and ``supports`` say whether the quote backs the sentence that
+    cites it, with ``support_lexical`` and ``support_semantic`` the two parts of the
+    score (see :mod:`.support`); all None until :func:`score_support` ran. A quote that
+    is not verbatim supports nothing.
     """
 
     marker: int
@@ -87,6 +88,15 @@ class Citation:
     chunk_id: str = ""
     sentence: int = 0
     checked_against: CheckedAgainst = "source"
+    support: float | None = None
+    supports: bool | None = None
+    support_lexical: float | None = None
+    support_semantic: float | None = None
+
+    @property
+    def verbatim(self) -> bool:
+        """The quote's words are the source's words at ``start:end`` (``verified``)."""
+        return self.verified
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of all fields."""
@@ -101,7 +111,12 @@ class CitedAnswer:
     refusal. ``constrained`` says whether decoding ran under the citation grammar;
     ``complete`` is False when part of the output did not parse (the token budget ran
     out, or an unconstrained model strayed from the format). ``raw`` is the model's
-    output as decoded.
+    output as decoded. ``mode`` is how it was written (:data:`AnswerMode`).
+    ``sentence_supported`` holds, per sentence, whether one of its quotes supports it
+    (empty until :func:`score_support` ran). ``meta`` says why an answer was refused
+    (``"refusal"``) and who decided (``"refused_by"``: ``"retrieval"`` when no passage
+    was relevant and no model was asked, ``"model"``, or ``"support"`` when no sentence
+    was supported) and keeps a withheld draft (``"withheld"``).
     """
 
     question: str
@@ -115,12 +130,26 @@ class CitedAnswer:
     raw: str = ""
     model: str = ""
     latency_s: float = 0.0
+    mode: AnswerMode = "free"
+    sentence_supported: tuple[bool, ...] = ()
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def verified(self) -> bool:
-        """True when there is at least one citation and every one is verified."""
+        """True when there is at least one citation and every one is verbatim."""
         return bool(self.citations) and all(c.verified for c in self.citations)
+
+    @property
+    def supported(self) -> bool | None:
+        """True when every sentence is supported by a quote; None if support is unscored."""
+        if not self.sentence_supported:
+            return None
+        return all(self.sentence_supported)
+
+    @property
+    def unsupported_sentences(self) -> list[int]:
+        """Indexes of the sentences no verbatim quote supports."""
+        return [i for i, ok in enumerate(self.sentence_supported) if not ok]
 
     @property
     def cited_passages(self) -> dict[int, Passage]:
@@ -138,6 +167,10 @@ class CitedAnswer:
         """The citations that name passage ``marker``."""
         return [c for c in self.citations if c.marker == marker]
 
+    def citations_for_sentence(self, sentence: int) -> list[Citation]:
+        """The citations of sentence number ``sentence`` (0-based)."""
+        return [c for c in self.citations if c.sentence == sentence]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: the answer, citations, passages (with their numbers)."""
         return {
@@ -146,6 +179,9 @@ class CitedAnswer:
             "sentences": list(self.sentences),
             "refused": self.refused,
             "verified": self.verified,
+            "supported": self.supported,
+            "sentence_supported": list(self.sentence_supported),
+            "mode": self.mode,
             "constrained": self.constrained,
             "complete": self.complete,
             "citations": [c.to_dict() for c in self.citations],
@@ -157,213 +193,54 @@ class CitedAnswer:
         }
 
 
-def cited_answer_messages(question: str, passages: Sequence[Passage]) -> list[Message]:
-    """The chat messages for a cited answer: instructions, then numbered sources."""
+def cited_answer_messages(
+    question: str,
+    passages: Sequence[Passage],
+    *,
+    mode: AnswerMode = "free",
+    candidates: Sequence[tuple[int, str]] = (),
+) -> list[Message]:
+    """The chat messages for a cited answer: instructions, then numbered sources.
+
+    In ``grounded`` mode each source shows only its ``candidates`` (``(number,
+    sentence)``), the sentences the grammar lets the model copy.
+    """
     # Title only: a small model copies whatever header it is shown into its sentences,
     # and section paths ("Guide > Install > From source") are the worst offenders.
-    numbered = "\n\n".join(
-        f"[{n}] {p.title}: {p.text.strip()}" for n, p in enumerate(passages, start=1)
-    )
+    if mode == "grounded":
+        shown = {n: " ".join(s for m, s in candidates if m == n) for n, _ in candidates}
+    else:
+        shown = {n: p.text.strip() for n, p in enumerate(passages, start=1)}
+    numbered = "\n\n".join(f"[{n}] {passages[n - 1].title}: {text}" for n, text in shown.items())
     user = render_prompt(
         "slmkit.retrieval", "cited_answer_user.md", passages=numbered, question=question.strip()
     )
-    system = render_prompt("slmkit.retrieval", "cited_answer_system.md")
+    system = "grounded_answer_system.md" if mode == "grounded" else "cited_answer_system.md"
     return [
-        {"role": "system", "content": system.strip()},
+        {"role": "system", "content": render_prompt("slmkit.retrieval", system).strip()},
         {"role": "user", "content": user.strip()},
     ]
 
 
-class _Sources:
-    """Source texts for verification, fetched once per document per answer."""
-
-    def __init__(self, documents: DocumentSource | None) -> None:
-        self._documents = documents
-        self._texts: dict[str, str | None] = {}
-
-    def text(self, source_id: str) -> str | None:
-        if self._documents is None:
-            return None
-        if source_id not in self._texts:
-            try:
-                self._texts[source_id] = self._documents.document(source_id).text
-            except RetrievalError:  # deleted since the search: only the passage is left
-                self._texts[source_id] = None
-        return self._texts[source_id]
-
-
-def _check(claim: Claim, sentence: int, passages: Sequence[Passage], sources: _Sources) -> Citation:
-    """Verify one claim's quote against its passage's source document."""
-    if not 1 <= claim.marker <= len(passages):
-        return Citation(
-            marker=claim.marker,
-            source_id="",
-            title="",
-            quote=claim.quote,
-            start=None,
-            end=None,
-            verified=False,
-            score=0.0,
-            method="none",
-            sentence=sentence,
-            checked_against="nothing",
-        )
-    p = passages[claim.marker - 1]
-    source = sources.text(p.source_id)
-    against: CheckedAgainst
-    if source is not None and source[p.start : p.end] == p.text:
-        # The passage is what the source says there: check inside that span only, so a
-        # quote that happens to occur elsewhere in the document does not count.
-        match = verify_quote(claim.quote, source[p.start : p.end])
-        offset, against = p.start, "source"
-    elif source is not None:
-        # The index changed under the passage: all we can honestly check is the document.
-        match = verify_quote(claim.quote, source)
-        offset, against = 0, "source"
-    else:
-        match = verify_quote(claim.quote, p.text)
-        offset, against = p.start, "passage"
-    return Citation(
-        marker=claim.marker,
-        source_id=p.source_id,
-        title=p.title,
-        quote=claim.quote,
-        start=None if match.start is None else match.start + offset,
-        end=None if match.end is None else match.end + offset,
-        verified=match.verified,
-        score=match.score,
-        method=match.method,
-        chunk_id=p.chunk_id,
-        sentence=sentence,
-        checked_against=against,
-    )
-
-
-def verify_answer(
+def refusal(
     question: str,
-    output: str,
     passages: Sequence[Passage],
+    reason: str,
     *,
-    documents: DocumentSource | None = None,
-    constrained: bool = False,
+    mode: AnswerMode,
+    constrained: bool,
     model: str = "",
-    latency_s: float = 0.0,
 ) -> CitedAnswer:
-    """Parse ``output`` (the cited-answer format) and verify every citation in it.
-
-    ``passages`` are what the markers number (1-based); ``documents`` (an ``Index``)
-    lets quotes be checked against the stored source text rather than the passage.
-    Consecutive claims with the same sentence become one sentence with several markers.
-    Text that does not parse is kept as an uncited sentence for unconstrained output
-    (it is part of what the model said) and dropped for constrained output (there it
-    can only be a claim cut off by the token budget).
-    """
-    parsed = parse_cited_output(output)
-    sources = _Sources(documents)
-    sentences: list[str] = []
-    markers: list[list[int]] = []
-    citations: list[Citation] = []
-    for claim in parsed.claims:
-        if not sentences or claim.sentence != sentences[-1]:
-            sentences.append(claim.sentence)
-            markers.append([])
-        index = len(sentences) - 1
-        key = (index, claim.marker, claim.quote)
-        if any((c.sentence, c.marker, c.quote) == key for c in citations):
-            continue
-        citations.append(_check(claim, index, passages, sources))
-        if claim.marker not in markers[-1]:
-            markers[-1].append(claim.marker)
-    if parsed.leftover and not parsed.refused and not constrained:
-        sentences.append(parsed.leftover)
-        markers.append([])
-    if parsed.refused and not citations:
-        text = REFUSAL
-    else:
-        text = " ".join(
-            s + ("" if not ms else " " + "".join(f"[{m}]" for m in ms))
-            for s, ms in zip(sentences, markers, strict=True)
-        )
+    """The refusal for ``question`` without asking a model, saying why in ``meta``."""
     return CitedAnswer(
         question=question,
-        text=text,
-        sentences=tuple(sentences),
-        citations=tuple(citations),
+        text=REFUSAL,
+        sentences=(),
+        citations=(),
         passages=tuple(passages),
-        refused=parsed.refused and not citations,
+        refused=True,
         constrained=constrained,
-        complete=parsed.complete,
-        raw=output,
         model=model,
-        latency_s=latency_s,
+        mode=mode,
+        meta={"refusal": reason, "refused_by": "retrieval"},
     )
-
-
-def answer(
-    question: str,
-    retriever: Retriever,
-    model: ChatModel,
-    *,
-    k: int = 4,
-    max_sentences: int = 3,
-    min_quote_chars: int = MIN_QUOTE_CHARS,
-    max_quote_chars: int = MAX_QUOTE_CHARS,
-    max_tokens: int = 256,
-    temperature: float = 0.0,
-    seed: int | None = None,
-    constrained: bool | None = None,
-) -> CitedAnswer:
-    """Answer ``question`` from the ``k`` best passages, citing them with literal quotes.
-
-    Decoding is grammar-constrained when the model supports Lark grammars
-    (``constrained=None``); ``constrained=False`` decodes freely (to measure what the
-    grammar buys); ``True`` insists and fails on a model that cannot. Every citation is
-    verified after decoding either way. With no passages retrieved, the answer is the
-    refusal and the model is not called.
-    """
-    question = question.strip()
-    if not question:
-        raise RetrievalError("the question is empty", hint="ask something")
-    if k < 1:
-        raise RetrievalError(f"k must be at least 1, got {k}", hint="retrieve e.g. k=4 passages")
-    use_grammar = model.supports_grammar if constrained is None else constrained
-    if use_grammar and not model.supports_grammar:
-        raise RetrievalError(
-            f"{model!r} cannot decode under a grammar, so its quotes cannot be constrained",
-            hint="use a llamacpp, transformers or vllm model, or pass constrained=False "
-            "(quotes are still verified after decoding)",
-        )
-    passages = retriever.search(question, k)
-    documents = retriever if isinstance(retriever, DocumentSource) else None
-    if not passages:
-        return verify_answer(question, REFUSAL, [], constrained=use_grammar, model=model.name)
-    grammar = (
-        citation_grammar(
-            [p.text for p in passages],
-            max_sentences=max_sentences,
-            min_quote_chars=min_quote_chars,
-            max_quote_chars=max_quote_chars,
-        )
-        if use_grammar
-        else None
-    )
-    started = time.perf_counter()
-    out = model.chat(
-        cited_answer_messages(question, passages),
-        grammar=grammar,
-        max_tokens=max_tokens,
-        temperature=temperature,
-        seed=seed,
-    )
-    result = verify_answer(
-        question,
-        out.text,
-        passages,
-        documents=documents,
-        constrained=use_grammar,
-        model=model.name,
-        latency_s=time.perf_counter() - started,
-    )
-    # A constrained output that stopped before the grammar was complete was cut off by
-    # the token budget, even if every claim so far parsed.
-    return result if out.valid or not use_grammar else replace(result, complete=False)

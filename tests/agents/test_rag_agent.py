@@ -14,7 +14,15 @@ from typing import Any
 
 from slmkit.agents import RagAgent, Router
 from slmkit.models import ChatModel
-from slmkit.retrieval import CitedAnswer, Passage, Retriever, answer, verify_quote
+from slmkit.retrieval import (
+    CitedAnswer,
+    Passage,
+    Retriever,
+    SupportScorer,
+    answer,
+    verify_answer,
+    verify_quote,
+)
 
 DOCS = {
     "tungsten": "Tungsten has the highest melting point of all metals. It melts at 3422 degrees "
@@ -112,3 +120,34 @@ def test_it_refuses_when_no_quote_verifies_and_works_as_a_tool(smollm: ChatModel
     assert search.name == "search" and search.parameters["required"] == ["query"]
     out: Any = search(query=QUESTION)
     assert out == agent.config.refusal
+
+
+def test_a_question_no_source_is_about_is_refused_at_once(smollm: ChatModel) -> None:
+    agent = RagAgent(KeywordRetriever(DOCS), smollm, checkpoint="none")
+    result = agent.run("What is the population of Lyon?")
+    answers = [e for e in result.events if e.kind == "answer"]
+    assert result.stopped == "refused" and result.answer == agent.config.refusal
+    why = answers[0].observation or ""
+    assert len(answers) == 1 and ("nothing was retrieved" in why or "is about" in why), why
+    assert answers[0].calls == []  # no model was asked for an answer
+
+
+def test_a_verbatim_quote_that_does_not_support_its_sentence_is_not_returned(
+    smollm: ChatModel,
+) -> None:
+    scorer = SupportScorer()
+    quote = "Tungsten has the highest melting point of all metals"
+
+    def misattributed(question: str, retriever: Retriever, model: ChatModel) -> CitedAnswer:
+        passages = retriever.search(question, 3)
+        number = next(i for i, p in enumerate(passages, 1) if quote in p.text)
+        output = f'Tungsten is a fruit grown in Spain. [{number}] "{quote}"'
+        return verify_answer(question, output, passages, scorer=scorer)
+
+    agent = RagAgent(
+        KeywordRetriever(DOCS), smollm, answer_fn=misattributed, max_attempts=2, checkpoint="none"
+    )
+    result = agent.run(QUESTION)
+    answers = [e for e in result.events if e.kind == "answer"]
+    assert [a.ok for a in answers] == [False, False] and result.stopped == "refused"
+    assert "no sentence of the answer is supported" in (answers[0].observation or "")

@@ -99,3 +99,33 @@ def test_an_impossible_schema_is_a_clean_error(tmp_path: Path) -> None:
     path = tmp_path / "impossible.json"
     path.write_text(json.dumps({"not": {"type": "string"}}))
     assert_clean_error(agentctl("chat", "hi", "--schema", str(path)), "cannot be enforced")
+
+
+@pytest.mark.slow
+def test_ask_refuses_what_the_index_does_not_hold_and_prints_two_verdicts(tmp_path: Path) -> None:
+    """Against a few Python reference topics: Lyon's population is refused before the model
+    is asked; an answerable question's quotes each print "verbatim" and "supports"."""
+    from pydoc_data.topics import topics
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for topic in ("nonlocal", "global", "assert"):
+        (docs / f"{topic}.txt").write_text(topics[topic], encoding="utf-8")
+    index = tmp_path / "index"
+    built = agentctl("index", str(docs), "-o", str(index), "--chunk-tokens", "64")
+    assert built.returncode == 0, built.stderr
+
+    lyon = agentctl("ask", "What is the population of Lyon?", "-i", str(index))
+    assert lyon.returncode == 0, lyon.stderr
+    assert lyon.stdout.startswith("The sources do not say.\n"), lyon.stdout
+    assert "refused: no retrieved passage is about the question" in lyon.stdout
+    assert "verbatim" not in lyon.stdout and "\nSources\n" not in lyon.stdout  # nothing cited
+    assert "grounded answer, 0/0 quotes verbatim" in lyon.stderr
+
+    nonlocal_ = agentctl("ask", "What does the nonlocal statement do?", "-i", str(index))
+    assert nonlocal_.returncode == 0, nonlocal_.stderr
+    text = " ".join(nonlocal_.stdout.split())  # rich wraps long quote lines
+    cited = text.count("verbatim (")  # each quote: one verdict per fact, in words
+    assert cited >= 1 and text.count("supports its sentence (") == cited, nonlocal_.stdout
+    assert "nonlocal.txt" in text.split("Retrieved, not cited")[0], nonlocal_.stdout
+    assert f"{cited}/{cited} quotes verbatim" in nonlocal_.stderr, nonlocal_.stderr

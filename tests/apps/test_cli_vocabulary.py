@@ -43,6 +43,7 @@ CONCEPTS: dict[str, tuple[set[str], set[str]]] = {
     ),
     "how the first thought starts": ({"--first-thought-prefix"}, {"--first-thought"}),
     "how many items to generate": ({"--count"}, {"--num", "--number"}),
+    "how an answer is written": ({"--mode"}, {"--answer-mode", "--grounded", "--free"}),
 }
 
 

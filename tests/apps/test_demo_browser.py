@@ -1,4 +1,7 @@
-"""The demo in a real headless Chromium: ask, see markers, see verified quotes in context.
+"""The demo in a real headless Chromium: ask, see markers, and see two facts per quote.
+
+"verbatim" (the quote is in the source at its span) and "supports" (the quote backs its
+sentence) are separate badges; an unanswerable question gets the refusal.
 
 The server is the real app (``slmkit.apps.demo.launch``) over a real index of a few
 Python reference topics and the embedded SmolLM2; Playwright drives Debian's chromium
@@ -16,9 +19,16 @@ from typing import Any
 import pytest
 from servers import free_port
 
-from slmkit.apps.demo import DemoConfig, build_demo, launch, pydoc_documents, render_sources
+from slmkit.apps.demo import (
+    DemoConfig,
+    build_demo,
+    launch,
+    pydoc_documents,
+    render_chat,
+    render_sources,
+)
 from slmkit.models import ChatModel
-from slmkit.retrieval import ChunkingConfig, Embedder, Index, verify_answer
+from slmkit.retrieval import ChunkingConfig, Embedder, Index, SupportScorer, verify_answer
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -32,7 +42,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TOPICS = ["assert", "pass", "break", "continue", "while", "del"]
+TOPICS = ["assert", "pass", "break", "continue", "while", "del", "nonlocal"]
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +89,40 @@ def test_ask_shows_markers_and_verified_quotes(server: str, tmp_path: Path) -> N
             badge.wait_for(timeout=240_000)
             chat = page.locator("#chat").inner_text()
             assert re.search(r"\[\d\]", chat), chat
-            assert "quotes verified" in chat
-            verified = page.locator("#sources .slm-verified")
-            assert verified.count() >= 1
+            assert "quotes verbatim" in chat and "sentences supported" in chat, chat
+            # Two facts, two badges per quote: the grounded answer copies its sentences,
+            # so each quote is verbatim and supports the sentence it is.
+            verbatim = page.locator('#sources .slm-badge[data-fact="verbatim"]')
+            supports = page.locator('#sources .slm-badge[data-fact="supports"]')
+            assert verbatim.count() >= 1 and verbatim.count() == supports.count()
+            expect(verbatim.first).to_contain_text("verbatim")
+            expect(supports.first).to_contain_text("supports its sentence")
+            assert page.locator('#sources .slm-yes[data-fact="supports"]').count() >= 1
             assert page.locator("#sources .slm-context mark").count() >= 1
             page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+
+            # Nothing in the Python reference says this: refused, with the reason.
+            question.fill("What is the population of Lyon?")
+            page.locator("#ask").click()
+            expect(page.locator("#sources .slm-refusal")).to_contain_text(
+                "no retrieved passage is about the question", timeout=120_000
+            )
+            expect(page.locator("#chat")).to_contain_text("The sources do not say.")
+            reply = page.locator("#chat").inner_text().rsplit("population of Lyon?", 1)[-1]
+            assert "The sources do not say." in reply and not re.search(r"\d{3}", reply), reply
+            page.screenshot(path=str(ARTIFACTS / "demo-refusal.png"), full_page=True)
+
+            # Free answers are the model's words: both facts are still shown, apart, for
+            # the shown answer or for the draft withheld because no quote supported it.
+            page.locator("#mode").get_by_text("free", exact=True).click()
+            question.fill("What does the pass statement do?")
+            page.locator("#ask").click()
+            replied = re.compile(r"pass statement do\?[\s\S]*(verbatim in their sources|Refused)")
+            expect(page.locator("#chat")).to_contain_text(replied, timeout=240_000)
+            free_reply = page.locator("#chat").inner_text().rsplit("pass statement do?", 1)[-1]
+            assert "Grounded answer" not in free_reply, free_reply
+            assert page.locator('#sources [data-fact="supports"]').count() >= 1
+            page.screenshot(path=str(ARTIFACTS / "demo-free.png"), full_page=True)
 
             # Upload a file: it is indexed for this session and replaces the corpus.
             note = tmp_path / "kettle.md"
@@ -99,23 +138,31 @@ def test_ask_shows_markers_and_verified_quotes(server: str, tmp_path: Path) -> N
 # --- the same pieces without a browser -------------------------------------------------------
 
 
-def test_sources_panel_highlights_and_escapes(index: Index) -> None:
+def test_sources_panel_shows_verbatim_and_supports_apart(index: Index) -> None:
     passages = index.search("What does the assert statement do?", k=3)
     number = next(i for i, p in enumerate(passages, 1) if "debugging assertions" in p.text)
     others = [n for n in range(1, len(passages) + 1) if n != number]
     ans = verify_answer(
         "q",
-        f'Assert <b>checks</b>. [{number}] "insert debugging assertions"\n'
-        f'It is fake. [{number}] "assertions are free"',
+        f'Assert <b>statements</b> insert debugging assertions. [{number}] "insert debugging '
+        f'assertions"\nAssert deletes every file on disk. [{number}] "insert debugging '
+        f'assertions"\nIt is fake. [{number}] "assertions are free"',
         passages,
         documents=index,
+        scorer=SupportScorer(index.embedder),
     )
     panel = render_sources(ans)
     assert "<mark>insert debugging assertions</mark>" in panel
-    assert panel.count("slm-verified") == 1 and panel.count("slm-unverified") == 1
+    facts = re.findall(r'slm-badge (slm-\w+)" data-fact="(\w+)"', panel)
+    assert facts.count(("slm-yes", "verbatim")) == 2 and facts.count(("slm-no", "verbatim")) == 1
+    assert facts.count(("slm-yes", "supports")) == 1 and facts.count(("slm-no", "supports")) == 2
+    assert "does not support its sentence" in panel and "supports nothing" in panel
     assert "Retrieved, not cited" in panel
     assert all(f"[{n}]" in panel for n in others)
-    assert "<b>checks" not in panel  # answer text never reaches the panel unescaped
+    assert "<b>statements" not in panel  # answer text never reaches the panel unescaped
+    chat = render_chat(ans)
+    assert "2 of 3 quotes verbatim" in chat and "1 of 3 sentences supported" in chat
+    assert chat.count("not supported by its quote") == 2
 
 
 def _respond(demo: Any) -> Any:

@@ -20,6 +20,7 @@ from slmkit.models import ChatModel
 from slmkit.retrieval import (
     REFUSAL,
     ChunkingConfig,
+    Citation,
     CitedAnswer,
     Document,
     Embedder,
@@ -27,9 +28,11 @@ from slmkit.retrieval import (
     Passage,
     answer,
     citation_grammar,
+    grounded_grammar,
     parse_cited_output,
     verify_answer,
 )
+from slmkit.retrieval.citation_grammar import parse_grounded_output
 
 TOPICS = ["assert", "pass", "break", "continue", "return", "del", "global", "while", "raise"]
 QUESTIONS = [
@@ -120,6 +123,44 @@ def test_grammar_without_citable_passage_allows_only_the_refusal() -> None:
     assert not accepts(grammar, 'Yes. [1] "ok"')
 
 
+S1 = 'The "assert" statement inserts debugging assertions into a program.'
+S2 = "Honey bees live in colonies with a single queen; {braces} and \\ back\\slash, café."
+
+
+@pytest.mark.parametrize(
+    ("output", "admitted"),
+    [
+        (f"[1] {S1}", True),
+        (f"[2] {S2}", True),
+        (f"[1] {S1}\n[2] {S2}", True),
+        (REFUSAL, True),
+        # a sentence only under the marker of its own passage, whole and unaltered
+        (f"[2] {S1}", False),
+        ("[1] The assert statement inserts debugging assertions into a program.", False),
+        (f"[1] {S1[:-1]}", False),
+        (f"[1] {S1} And more words of my own.", False),
+        # no words of the model's own, and at most max_sentences lines
+        ("Assert checks things.", False),
+        (f"[1] {S1}\n[2] {S2}\n[1] {S1}", False),
+    ],
+)
+def test_grounded_grammar_admits_only_whole_candidate_sentences(
+    output: str, admitted: bool
+) -> None:
+    grammar = grounded_grammar([(1, S1), (2, S2)], max_sentences=2)
+    assert accepts(grammar, output) is admitted
+
+
+def test_grounded_grammar_without_refusal_or_candidates() -> None:
+    assert not accepts(grounded_grammar([(1, S1)], allow_refusal=False), REFUSAL)
+    assert accepts(grounded_grammar([]), REFUSAL)
+    with pytest.raises(ValueError, match="one non-empty line"):
+        grounded_grammar([(1, "two\nlines")])
+    parsed = parse_grounded_output(f"[1] {S1}\n[2] {S2}\nsome prose")
+    assert [(c.marker, c.sentence == c.quote) for c in parsed.claims] == [(1, True), (2, True)]
+    assert parsed.leftover == "some prose" and not parsed.complete
+
+
 def test_parser_reads_claims_refusals_and_leftovers() -> None:
     parsed = parse_cited_output('A is b. [1] "a quote"\nC is d. [2] "an\nother"')
     assert [(c.sentence, c.marker, c.quote) for c in parsed.claims] == [
@@ -166,23 +207,53 @@ def test_constrained_quotes_are_verbatim_across_questions_and_temperatures(
     index: Index, smollm: ChatModel
 ) -> None:
     answers = [
-        answer(q, index, smollm, k=3, max_sentences=2, temperature=t, seed=i)
+        answer(q, index, smollm, k=3, mode="free", max_sentences=2, temperature=t, seed=i)
         for i, q in enumerate(QUESTIONS)
         for t in TEMPERATURES
     ]
     for ans in answers:
-        _check_citations(ans, index)
+        # A draft withheld for lack of support was still decoded under the grammar.
+        drafted = [Citation(**c) for c in ans.meta.get("withheld", {}).get("citations", [])]
+        _check_citations(replace(ans, citations=ans.citations + tuple(drafted)), index)
         assert ans.refused == (not ans.citations)
+        assert ans.mode == "free" and all(c.supports is not None for c in ans.citations)
         json.dumps(ans.to_dict())
-    answered = [a for a in answers if not a.refused]
+    cited = [a for a in answers if a.citations or "withheld" in a.meta]
     # Not vacuous: the model answers (and so cites) most of these on-topic questions.
-    assert len(answered) >= len(answers) // 2, [a.raw for a in answers]
-    for ans in answered:
+    assert len(cited) >= len(answers) // 2, [a.raw for a in answers]
+    for ans in (a for a in answers if not a.refused):
         assert set(ans.cited_passages) | set(ans.uncited_passages) == set(
             range(1, len(ans.passages) + 1)
         )
         assert not set(ans.cited_passages) & set(ans.uncited_passages)
         assert all(f"[{n}]" in ans.text for n in ans.cited_passages)
+
+
+def test_grounded_answers_copy_passage_sentences_so_they_support_themselves(
+    index: Index, smollm: ChatModel
+) -> None:
+    for question in QUESTIONS[:3]:
+        ans = answer(question, index, smollm, k=3, max_sentences=2)
+        assert ans.mode == "grounded" and ans.constrained and not ans.refused, ans.meta
+        assert 1 <= len(ans.sentences) <= 2 and ans.supported is True
+        for c in ans.citations:
+            assert ans.sentences[c.sentence] == c.quote
+            assert c.verified and c.supports and c.support == 1.0
+            passage = ans.passages[c.marker - 1]
+            assert " ".join(passage.text.split()).find(c.quote) >= 0
+            assert c.start is not None and c.end is not None
+            assert passage.start <= c.start < c.end <= passage.end
+
+
+def test_a_question_no_passage_is_about_is_refused_without_the_model(
+    index: Index, smollm: ChatModel
+) -> None:
+    for mode in ("grounded", "free"):
+        ans = answer("What is the population of Lyon?", index, smollm, mode=mode)
+        assert ans.refused and ans.text == REFUSAL and ans.citations == ()
+        assert ans.raw == "" and "no retrieved passage is about" in ans.meta["refusal"]
+        assert ans.meta["refused_by"] == "retrieval"
+        assert ans.meta["relevance"] < 0.3 and len(ans.passages) == 4
 
 
 def test_planted_fake_quote_is_caught_and_real_quote_located(index: Index) -> None:
@@ -237,8 +308,16 @@ def test_refusal_has_no_citations(smollm: ChatModel) -> None:
     assert nothing.refused and nothing.citations == () and nothing.text == REFUSAL
     # Passages too short to quote: the grammar leaves the model only the refusal.
     tiny = [Passage("s", "s#0", "S", "ok", 0, 2, 1.0)]
-    forced = answer("What does assert do?", _ListRetriever(tiny), smollm, max_tokens=16)
+    forced = answer(
+        "What does assert do?",
+        _ListRetriever(tiny),
+        smollm,
+        mode="free",
+        min_relevance=0,
+        max_tokens=16,
+    )
     assert forced.raw == REFUSAL and forced.refused and forced.citations == ()
+    assert forced.meta["refused_by"] == "model"
     assert forced.uncited_passages == {1: tiny[0]} and forced.cited_passages == {}
     parsed = verify_answer("q", REFUSAL, tiny)
     assert parsed.refused and not parsed.citations
@@ -246,7 +325,7 @@ def test_refusal_has_no_citations(smollm: ChatModel) -> None:
 
 def test_unconstrained_answer_is_verified_not_trusted(index: Index, smollm: ChatModel) -> None:
     question = "What does the pass statement do?"
-    ans = answer(question, index, smollm, k=3, constrained=False, max_tokens=96)
+    ans = answer(question, index, smollm, k=3, mode="free", constrained=False, max_tokens=96)
     assert not ans.constrained
     for c in ans.citations:
         if not 1 <= c.marker <= len(ans.passages):
