@@ -60,6 +60,7 @@ class VllmModel(ChatModel):
     ) -> None:
         self.name = model
         if llm is None:
+            location = model_location(model)  # a missing folder is the first thing to say
             try:
                 import vllm
             except ImportError as exc:
@@ -69,7 +70,7 @@ class VllmModel(ChatModel):
                     "MODEL` elsewhere and use openai:http://HOST:8000/v1#MODEL",
                 ) from exc
             engine_args.setdefault("enable_prefix_caching", True)
-            llm = vllm.LLM(model=str(model_location(model)), **engine_args)
+            llm = vllm.LLM(model=str(location), **engine_args)
         self._llm = llm
         self._batcher = Batcher(
             self._chat, max_batch=max_batch, window_s=batch_window_s, name=model
