@@ -25,8 +25,15 @@ Servers restart, shed load and drop connections. Every request goes through
 timeouts (``timeout_s`` per attempt) and on 408/429/5xx answers, waiting
 ``backoff_s * 2**attempt`` (jittered, at most ``max_backoff_s``) or what the server's
 ``Retry-After`` asks (at most ``max_retry_after_s``), ``retries`` times; then the call
-fails with the last error. Other 4xx answers (a wrong model name, a bad body) are not
-retried: asking again cannot fix them.
+fails with the last error. Other 4xx answers (a wrong model name, a bad body, a refused
+key) are not retried: asking again cannot fix them; their error says what the server
+said (its ``error.message``) and what to check for that status.
+
+Whatever answers is read defensively: a body that is not JSON (an HTML page from a proxy
+or a web server at the wrong URL), a JSON ``error`` in a 200 answer, or an answer without
+``choices`` is a :class:`~slmkit.models.errors.GenerationError` saying what came back,
+never a ``KeyError``; fields that servers leave out or set to ``null`` (``usage``, a
+message's ``content``, ``logprobs``) read as absent.
 """
 
 from __future__ import annotations
@@ -64,6 +71,13 @@ _MAX_TOKENS: dict[Dialect, str] = {  # vLLM and OpenAI deprecate max_tokens for 
     "llamacpp": "max_tokens",
 }
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_STATUS_HINTS: dict[int, str] = {
+    401: "the server refused the API key: set $OPENAI_API_KEY or pass api_key=",
+    403: "the server refused the API key: set $OPENAI_API_KEY or pass api_key=",
+    404: "check the model name (GET {base}/models lists what the server serves) and that "
+    "the base URL is the API root (it usually ends in /v1)",
+    413: "the request is too large for the server: shorten the conversation",
+}
 _log = logging.getLogger(__name__)
 
 
@@ -89,6 +103,48 @@ def _retry_after_s(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _said(response: httpx.Response) -> str:
+    """What an answer says, for an error message: its JSON ``error.message`` or its text."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error", data.get("detail"))
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])[:300]
+        if isinstance(error, str) and error:
+            return error[:300]
+    return " ".join(response.text.split())[:300] or "(an empty body)"
+
+
+def _count(value: Any) -> int:
+    """A token count from ``usage``; servers send null or leave it out."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _text(content: Any) -> str:
+    """A message's ``content``: a string, null, or a list of ``{"type": "text"}`` parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return "".join(str(p.get("text", "")) for p in parts)
+    return ""
+
+
+def _logprobs(choice: dict[str, Any]) -> tuple[float, ...] | None:
+    """The sampled tokens' log-probabilities, or None when the server gave none usable."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list) or not content:
+        return None
+    values = [t.get("logprob") if isinstance(t, dict) else None for t in content]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return None
+    return tuple(float(v) for v in values)  # type: ignore[arg-type]
 
 
 class OpenAICompatModel(ChatModel):
@@ -153,10 +209,20 @@ class OpenAICompatModel(ChatModel):
         if urlparse(self.base_url).hostname == "api.openai.com":
             return "openai"
         try:
-            data = self._request("GET", "/models").json().get("data", [])
-        except (GenerationError, ValueError, AttributeError):
+            answer = self._request("GET", "/models").json()
+        except GenerationError as exc:
+            if isinstance(exc.__cause__, httpx.TransportError):  # nothing is listening
+                raise GenerationError(
+                    f"cannot detect the dialect of {self.base_url}: {exc.message}",
+                    hint="start the server first, or name the dialect in the spec "
+                    "(openai:URL#MODEL;dialect=vllm) so nothing is asked before the first call",
+                ) from exc
             return "llamacpp"
-        owners = {str(m.get("owned_by", "")).lower() for m in data if isinstance(m, dict)}
+        except ValueError:  # not JSON: a server without /models
+            return "llamacpp"
+        data = answer.get("data") if isinstance(answer, dict) else None
+        models = data if isinstance(data, list) else []
+        owners = {str(m.get("owned_by", "")).lower() for m in models if isinstance(m, dict)}
         return "vllm" if "vllm" in owners else "llamacpp"
 
     def _constraint_params(self, constraint: Constraint | None) -> dict[str, Any]:
@@ -216,31 +282,68 @@ class OpenAICompatModel(ChatModel):
             if asks > 1 and sampling.seed is not None:
                 body["seed"] = sampling.seed + i
             data = self._post(body)
-            prompt_tokens = int(data.get("usage", {}).get("prompt_tokens", 0))
-            choices = data.get("choices", [])
-            completion_total = int(data.get("usage", {}).get("completion_tokens", 0))
+            usage = data.get("usage")
+            if not isinstance(usage, dict):
+                usage = {}
+            prompt_tokens = _count(usage.get("prompt_tokens"))
+            choices = data["choices"]
+            completion_total = _count(usage.get("completion_tokens"))
             for ch in choices:
-                lp = (ch.get("logprobs") or {}).get("content")
+                message = ch.get("message")
                 outputs.append(
                     RawOutput(
-                        text=(ch.get("message") or {}).get("content") or "",
-                        completion_tokens=completion_total // max(len(choices), 1),
-                        finish_reason=ch.get("finish_reason") or "stop",
-                        token_logprobs=tuple(float(t["logprob"]) for t in lp) if lp else None,
+                        text=_text(message.get("content") if isinstance(message, dict) else None),
+                        completion_tokens=completion_total // len(choices),
+                        finish_reason=str(ch.get("finish_reason") or "stop"),
+                        token_logprobs=_logprobs(ch),
                     )
                 )
         return Generation(outputs, prompt_tokens)
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a chat request; its answer, checked to hold a list of choice objects.
+
+        Raises:
+            GenerationError: a 4xx answer, a body that is not a JSON object, a JSON
+                ``error``, or no choices; the message quotes what the server said.
+        """
         resp = self._request("POST", "/chat/completions", body)
+        where = f"{self.base_url}/chat/completions"
         if resp.status_code >= 400:
-            raise GenerationError(
-                f"{self.base_url} answered {resp.status_code}: {resp.text[:300]}",
-                hint="check the model name and that the server supports this dialect "
-                f"({self.dialect})",
+            hint = _STATUS_HINTS.get(
+                resp.status_code,
+                "check the request: the model's context length, max_tokens, and that the "
+                f"server takes this dialect's fields ({self.dialect}; set ;dialect= if not)",
             )
-        result: dict[str, Any] = resp.json()
-        return result
+            raise GenerationError(
+                f"{where} answered {resp.status_code}: {_said(resp)}",
+                hint=hint.format(base=self.base_url),
+            )
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            kind = resp.headers.get("content-type", "no content-type")
+            raise GenerationError(
+                f"{where} answered {resp.status_code} with {kind}, not a JSON object: "
+                f"{_said(resp)}",
+                hint="is the base URL the server's OpenAI API root (it usually ends in /v1)? "
+                "a web page or a proxy answered instead of the model server",
+            )
+        choices = data.get("choices")
+        if (
+            not isinstance(choices, list)
+            or not choices
+            or not all(isinstance(c, dict) for c in choices)
+        ):
+            said = _said(resp) if "error" in data else f"no choices in {_said(resp)}"
+            raise GenerationError(
+                f"{where} answered {resp.status_code} without a completion: {said}",
+                hint="the server accepted the request but generated nothing; check its log "
+                "and that it serves chat completions for this model",
+            )
+        return data
 
     def _wait_s(self, state: tenacity.RetryCallState) -> float:
         """The server's ``Retry-After`` when it sent one (capped), else jittered backoff."""
@@ -274,7 +377,7 @@ class OpenAICompatModel(ChatModel):
                 method,
                 path,
                 retrying,
-                f"answered {exc.response.status_code}: {exc.response.text[:300]}",
+                f"answered {exc.response.status_code}: {_said(exc.response)}",
                 "the server is overloaded or failing; retry later, or raise retries=",
             ) from exc
         except httpx.HTTPError as exc:

@@ -88,10 +88,8 @@ class FlakyServer:
         self.bodies: list[dict[str, object]] = []
         self._lock = threading.Lock()
 
-    def answer(
-        self, body: dict[str, object]
-    ) -> tuple[int, dict[str, str], dict[str, object], float]:
-        """Status, headers, JSON body and stall of the answer to a chat request."""
+    def answer(self, body: dict[str, object]) -> tuple[int, dict[str, str], object, float]:
+        """Status, headers, body (JSON value or bytes) and stall of the answer to a chat request."""
         with self._lock:
             self.hits.append(time.monotonic())
             self.bodies.append(body)
@@ -107,19 +105,38 @@ class FlakyServer:
         return 200, {}, ok, 0.0
 
 
+class ScriptedServer(FlakyServer):
+    """An OpenAI-compatible server that answers every chat request the same way.
+
+    ``body`` is sent as given: raw ``bytes`` (an HTML page, broken JSON) or a JSON value,
+    with ``status`` and ``content_type``; for the client's handling of odd answers.
+    """
+
+    def __init__(self, status: int, body: object, content_type: str = "application/json") -> None:
+        super().__init__(None, status=status, headers={"content-type": content_type})
+        self.body = body
+
+    def answer(self, body: dict[str, object]) -> tuple[int, dict[str, str], object, float]:
+        super().answer(body)
+        return self.status, dict(self.headers or {}), self.body, 0.0
+
+
 @contextmanager
 def flaky_server(server: FlakyServer) -> Iterator[str]:
-    """Serve ``server`` on a free port; yields the base URL (``.../v1``)."""
+    """Serve ``server`` on a free port; yields the base URL (``.../v1``).
+
+    A JSON body is encoded; ``bytes`` go out as they are, under the server's content-type.
+    """
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             sent = self.rfile.read(int(self.headers.get("content-length") or 0))
             status, headers, body, stall = server.answer(json.loads(sent or b"{}"))
             time.sleep(stall)
-            data = json.dumps(body).encode()
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             try:
                 self.send_response(status)
-                for key, value in {**headers, "content-type": "application/json"}.items():
+                for key, value in {"content-type": "application/json", **headers}.items():
                     self.send_header(key, value)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
