@@ -32,6 +32,11 @@ _lock = threading.Lock()
 
 def parse_spec(spec: str) -> tuple[str, str]:
     """Split ``backend:target``; a bare path to a .gguf file means llamacpp."""
+    if not isinstance(spec, str):
+        raise ModelNotFoundError(
+            f"a model spec is a str, not {type(spec).__name__}",
+            hint=f"e.g. {DEFAULT_SPEC}; str(path) for a pathlib.Path to a .gguf file",
+        )
     spec = spec.strip()
     backend, sep, target = spec.partition(":")
     if not sep or backend not in BACKENDS:

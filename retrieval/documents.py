@@ -430,17 +430,24 @@ def load_path(path: str | os.PathLike[str]) -> list[Document]:
     """Load a file by its suffix, or every supported file under a folder (sorted, recursive).
 
     Hidden files and folders are skipped; in a folder, unsupported files are skipped,
-    while an unsupported file named directly is an error.
+    while an unsupported file named directly is an error, and so is a folder with no
+    supported file (an index of it would silently answer nothing).
     """
     p = existing_path(path, what="file or folder to index", hint=_TEXT_HINT)
     if p.is_dir():
-        files = sorted(
+        visible = sorted(
             f
             for f in p.rglob("*")
-            if f.is_file()
-            and f.suffix.lower() in _LOADERS
-            and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
         )
+        files = [f for f in visible if f.suffix.lower() in _LOADERS]
+        if not files:
+            skipped = sorted({f.suffix.lower() or "(none)" for f in visible})
+            found = f"only {len(visible)} unsupported ({', '.join(skipped)})" if visible else "none"
+            raise RetrievalError(
+                f"no file to index in the folder {p}: {found}",
+                hint="supported: " + ", ".join(sorted(_LOADERS)) + "; hidden files are skipped",
+            )
         return [doc for f in files for doc in _LOADERS[f.suffix.lower()](f)]
     loader = _LOADERS.get(p.suffix.lower())
     if loader is None:

@@ -125,6 +125,11 @@ class Tool:
         pure: bool = False,
     ) -> Tool:
         """Build a tool from a typed function; the docstring gives the descriptions."""
+        if not callable(fn):
+            raise ToolDefinitionError(
+                f"a tool is made from a function, not from {type(fn).__name__} {fn!r:.40}",
+                hint="decorate a typed, documented function with @tool",
+            )
         doc = inspect.getdoc(fn) or ""
         summary, arg_docs = _parse_docstring(doc)
         desc = description or summary

@@ -86,6 +86,13 @@ def test_bad_specs_fail_clearly(spec: str, message: str) -> None:
     assert info.value.hint, "every error says what to do"
 
 
+@pytest.mark.parametrize("spec", [None, 3, Path("model.gguf")])
+def test_a_spec_that_is_not_a_str_fails_clearly(spec: object) -> None:
+    with pytest.raises(ModelNotFoundError, match="a model spec is a str") as info:
+        load_model(spec, cache=False)  # type: ignore[arg-type]
+    assert info.value.hint and "llamacpp:smollm2" in info.value.hint
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -171,6 +171,19 @@ def test_unsupported_file_named_directly_is_an_error(tmp_path: Path) -> None:
         load_path(tmp_path / "missing.txt")
 
 
+def test_a_folder_with_nothing_to_index_is_an_error(tmp_path: Path) -> None:
+    """An index of it would answer nothing; the error says what was skipped and why."""
+    with pytest.raises(RetrievalError, match=r"no file to index in the folder .*: none"):
+        load_path(tmp_path)
+    (tmp_path / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "Makefile").write_text("all:", encoding="utf-8")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "notes.txt").write_text("hidden", encoding="utf-8")
+    with pytest.raises(RetrievalError, match=r"only 2 unsupported \(\(none\), \.png\)") as err:
+        as_documents([str(tmp_path)])
+    assert err.value.hint and ".md" in err.value.hint and "hidden" in err.value.hint
+
+
 def test_as_documents_reads_str_as_a_path_and_rejects_duplicates(tmp_path: Path) -> None:
     (tmp_path / "f.txt").write_text("from a file", encoding="utf-8")
     (tmp_path / "g.txt").write_text("from another", encoding="utf-8")

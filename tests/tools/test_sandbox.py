@@ -55,6 +55,16 @@ def test_state_persists_across_runs_and_last_expression_is_the_value(sb: PythonS
     assert second.value == "2048"
 
 
+@pytest.mark.parametrize("code", [b"print(1)", None, 123, ["print(1)"]])
+def test_code_that_is_not_a_str_is_refused_not_run_as_nothing(
+    sb: PythonSandbox, code: object
+) -> None:
+    with pytest.raises(SandboxError, match="code must be a str") as err:
+        sb.run(code)  # type: ignore[arg-type]
+    assert err.value.hint
+    assert sb.run("print(2)").stdout == "2\n", "the sandbox still runs code"
+
+
 def test_errors_come_back_with_the_users_traceback_only(sb: PythonSandbox) -> None:
     r = sb.run("def f():\n    return 1 / 0\nf()")
     assert not r.ok and not r.killed

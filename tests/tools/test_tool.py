@@ -106,6 +106,12 @@ def test_missing_annotation_is_refused() -> None:
     assert info.value.hint
 
 
+def test_something_not_callable_is_refused() -> None:
+    with pytest.raises(ToolDefinitionError, match="made from a function, not from int") as info:
+        tool(3)  # type: ignore[call-overload]
+    assert info.value.hint
+
+
 def test_missing_docstring_is_refused() -> None:
     def f(a: int) -> int:
         return a

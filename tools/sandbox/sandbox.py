@@ -159,6 +159,13 @@ class PythonSandbox:
 
     def run(self, code: str, *, timeout_s: float | None = None) -> SandboxResult:
         """Execute ``code`` in the sandbox's persistent namespace and report the outcome."""
+        if not isinstance(code, str):  # the worker would run nothing and report success
+            raise SandboxError(
+                f"code must be a str of Python source, not {type(code).__name__}",
+                hint="pass the source text (bytes: code.decode(); lines: '\\n'.join(lines))",
+            )
+        if timeout_s is not None and timeout_s <= 0:
+            raise SandboxError(f"timeout_s must be > 0, got {timeout_s}", hint="omit it")
         with self._lock:
             self._check_open()
             restarted = False
@@ -167,8 +174,6 @@ class PythonSandbox:
                     return self._dead_result()
                 self._member, self._isolation = launch(self.config, self._tools)
                 restarted = True
-            if timeout_s is not None and timeout_s <= 0:
-                raise SandboxError(f"timeout_s must be > 0, got {timeout_s}", hint="omit it")
             return self._run(self._member, code, timeout_s or self.config.timeout_s, restarted)
 
     def _run(self, member: Member, code: str, timeout_s: float, restarted: bool) -> SandboxResult:
