@@ -78,6 +78,10 @@ _STATUS_HINTS: dict[int, str] = {
     "the base URL is the API root (it usually ends in /v1)",
     413: "the request is too large for the server: shorten the conversation",
 }
+_NOT_AN_API = (
+    "is the base URL the server's OpenAI API root (it usually ends in /v1)? a web page "
+    "or a proxy answered instead of an OpenAI-compatible server"
+)
 _log = logging.getLogger(__name__)
 
 
@@ -309,27 +313,21 @@ class OpenAICompatModel(ChatModel):
         """
         resp = self._request("POST", "/chat/completions", body)
         where = f"{self.base_url}/chat/completions"
-        if resp.status_code >= 400:
-            hint = _STATUS_HINTS.get(
-                resp.status_code,
-                "check the request: the model's context length, max_tokens, and that the "
-                f"server takes this dialect's fields ({self.dialect}; set ;dialect= if not)",
-            )
-            raise GenerationError(
-                f"{where} answered {resp.status_code}: {_said(resp)}",
-                hint=hint.format(base=self.base_url),
-            )
         try:
             data = resp.json()
         except ValueError:
             data = None
+        if resp.status_code >= 400:
+            raise GenerationError(
+                f"{where} answered {resp.status_code}: {_said(resp)}",
+                hint=self._status_hint(resp.status_code, isinstance(data, dict)),
+            )
         if not isinstance(data, dict):
             kind = resp.headers.get("content-type", "no content-type")
             raise GenerationError(
                 f"{where} answered {resp.status_code} with {kind}, not a JSON object: "
                 f"{_said(resp)}",
-                hint="is the base URL the server's OpenAI API root (it usually ends in /v1)? "
-                "a web page or a proxy answered instead of the model server",
+                hint=_NOT_AN_API,
             )
         choices = data.get("choices")
         if (
@@ -344,6 +342,19 @@ class OpenAICompatModel(ChatModel):
                 "and that it serves chat completions for this model",
             )
         return data
+
+    def _status_hint(self, status: int, json_error: bool) -> str:
+        """What to check after a 4xx (or a 5xx not worth retrying) answer."""
+        if status in _STATUS_HINTS:
+            return _STATUS_HINTS[status].format(base=self.base_url)
+        if not json_error:  # API servers answer errors in JSON; a web page does not
+            return _NOT_AN_API
+        if status >= 500:
+            return "the server failed on this request; its log says why"
+        return (
+            "check the request: the model's context length, max_tokens, and that the "
+            f"server takes this dialect's fields ({self.dialect}; set ;dialect= if not)"
+        )
 
     def _wait_s(self, state: tenacity.RetryCallState) -> float:
         """The server's ``Retry-After`` when it sent one (capped), else jittered backoff."""

@@ -53,6 +53,8 @@ def choice(**fields: object) -> dict[str, object]:
         (400, {"detail": "max_tokens is too large"}, "application/json",
          "answered 400: max_tokens is too large", "dialect"),
         (404, HTML, "text/html", "answered 404: <html>", "/v1"),
+        (501, HTML, "text/html", "answered 501: <html>", "OpenAI-compatible"),
+        (501, {"error": {"message": "n > 1"}}, "application/json", "501: n > 1", "its log"),
     ],
 )  # fmt: skip
 def test_an_odd_answer_is_a_generation_error_that_says_what_came_back(
