@@ -58,17 +58,21 @@ __all__ = ["MAX_CANDIDATE_CHARS", "answer", "candidate_sentences"]
 MAX_CANDIDATE_CHARS = 300
 """Longer sentences cost many forced tokens and are rarely one fact."""
 _UNDERLINE = re.compile(r"^\s*([*=~^#-])\1{2,}\s*$")
+_FENCED = re.compile(  # after a blank line: a ~~~ right under a line underlines a heading
+    r"(?:\A|\n[^\S\n]*\n)[^\S\n]*(`{3,}|~{3,}).*?(?:^[^\S\n]*\1[^\n]*$|\Z)", re.M | re.S
+)
 
 
 def _prose(text: str) -> list[str]:
     """The prose sentences of ``text``: code blocks, grammar rules and headings left out.
 
     A paragraph whose lines are all indented is code (Markdown's and reStructuredText's
-    convention, and pydoc's); one with ``::=`` is a grammar rule; a sentence must end
+    convention, and pydoc's), and so is a Markdown fenced block (up to its closing fence,
+    or the end of the chunk); one with ``::=`` is a grammar rule; a sentence must end
     with punctuation, which drops headings and sentences cut off by the chunk boundary.
     """
     out: list[str] = []
-    for paragraph in re.split(r"\n[^\S\n]*\n", text):
+    for paragraph in re.split(r"\n[^\S\n]*\n", _FENCED.sub("\n\n", text)):
         lines = [ln for ln in paragraph.splitlines() if ln.strip() and not _UNDERLINE.match(ln)]
         if not lines or all(ln[:2].isspace() for ln in lines) or "::=" in paragraph:
             continue

@@ -104,3 +104,24 @@ def test_candidates_are_prose_sentences_most_relevant_first(scorer: SupportScore
     assert all(n == 1 and "\n" not in s and "::=" not in s for n, s in found)
     assert not any(s.startswith('The "nonlocal" statement *') for s in sentences)  # heading
     assert len(found) <= 8
+
+
+def test_fenced_code_is_not_a_candidate(scorer: SupportScorer) -> None:
+    """A Markdown code block is no sentence to answer with, fenced or cut by the chunk;
+    a reStructuredText heading's ``~~~`` underline is no fence."""
+    text = (
+        "Rebuilding\n~~~~~~~~~~\n\nAn index is rebuilt from its files.\n\n"
+        "Indexes are rebuilt with one command. Run it after the files change.\n\n"
+        "```python\nindex = Index.build([Path('docs/')], path='runs/x')\n\n"
+        "for p in index.search('how do I rebuild an index?'):\n    print(p.score, p.text)\n```\n\n"
+        "A rebuilt index replaces the old one atomically.\n\n"
+        "~~~\nindex.add(Path('new.md'))  # the chunk ends inside this block."
+    )
+    passage = Passage("guide.md", "guide.md#0", "Guide", text, 0, len(text), 1.0)
+    found = [s for _, s in candidate_sentences("How do I rebuild an index?", [passage], scorer)]
+    assert sorted(found) == [
+        "A rebuilt index replaces the old one atomically.",
+        "An index is rebuilt from its files.",
+        "Indexes are rebuilt with one command.",
+        "Run it after the files change.",
+    ]
