@@ -233,6 +233,15 @@ class TransformersModel(ChatModel):
         target = str(target)
         self.name = target
         path = convert_embedded(target) if target in EMBEDDED_MODELS else model_location(target)
+        markers = ("config.json", "adapter_config.json")  # a model, or a PEFT adapter on one
+        if isinstance(path, Path) and not any((path / m).is_file() for m in markers):
+            gguf = path.suffix.lower() == ".gguf"  # transformers reads a GGUF via gguf_file=
+            raise ModelNotFoundError(
+                f"{target!r} is not a Hugging Face model folder (no config.json in it)",
+                hint="run a GGUF file with llamacpp:PATH"
+                if gguf
+                else "give the folder save_pretrained wrote, or transformers:smollm2",
+            )
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device == "cpu":
             # torch's thread count is process-wide; CPU decoding is fastest with few
@@ -246,7 +255,7 @@ class TransformersModel(ChatModel):
         try:
             self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(path))
             self.model = model or AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # missing files; an unreadable tokenizer
             raise ModelNotFoundError(
                 f"transformers could not load {target!r}: {exc}",
                 hint="give a local HF model folder (hub ids need hub access), or "

@@ -116,6 +116,19 @@ def test_a_file_that_is_not_a_model_fails_clearly(tmp_path: Path) -> None:
     assert info.value.hint
 
 
+@pytest.mark.parametrize(
+    ("name", "hinted"), [("empty", "save_pretrained"), ("x.gguf", "llamacpp:")]
+)
+def test_a_folder_or_gguf_that_is_no_hf_model_fails_clearly_for_transformers(
+    tmp_path: Path, name: str, hinted: str
+) -> None:
+    target = tmp_path / name
+    target.mkdir() if name == "empty" else target.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(ModelNotFoundError, match="not a Hugging Face model folder") as info:
+        load_model(f"transformers:{target}", cache=False)
+    assert info.value.hint and hinted in info.value.hint
+
+
 def test_models_are_cached_per_spec(smollm: ChatModel) -> None:
     assert load_model("llamacpp:smollm2") is smollm
     assert smollm.backend == "llamacpp" and smollm.name == "smollm2"
