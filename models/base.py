@@ -234,7 +234,7 @@ class ChatModel(ABC):
         Raises the first failing row's error; :meth:`chat_requests` returns each row's.
         """
         constraint, sampling = self._options(options)
-        rows = [Request(list(c), constraint, sampling) for c in conversations]
+        rows = [Request(_conversation(c), constraint, sampling) for c in conversations]
         results = self.chat_requests(rows)
         for r in results:
             if isinstance(r, Exception):
@@ -244,7 +244,7 @@ class ChatModel(ABC):
     def request(self, messages: Sequence[Message], **options: Unpack[ChatOptions]) -> Request:
         """One row for :meth:`chat_requests`: ``messages`` with these chat options."""
         constraint, sampling = self._options(options)
-        return Request(list(messages), constraint, sampling)
+        return Request(_conversation(messages), constraint, sampling)
 
     def _options(self, options: ChatOptions) -> tuple[Constraint | None, Sampling]:
         constraint = self._constraint(options.get("schema"), options.get("grammar"))
@@ -360,9 +360,17 @@ def _to_candidate(out: RawOutput, constraint: Constraint | None) -> Candidate:
 _ROLES = {"system", "user", "assistant", "tool"}
 
 
-def _check_messages(messages: Sequence[Message]) -> None:
-    from slmkit.models.errors import ModelError
+def _conversation(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` as a list; a text or one message (``list()`` would split it) is refused."""
+    if isinstance(messages, str | dict):
+        raise ModelError(
+            f"a conversation is a list of messages, not a {type(messages).__name__}",
+            hint="pass [{'role': 'user', 'content': '...'}]; chat_batch takes a list of those",
+        )
+    return list(messages)
 
+
+def _check_messages(messages: Sequence[Message]) -> None:
     if not messages:
         raise ModelError("empty conversation", hint="pass at least one user message")
     for i, m in enumerate(messages):

@@ -129,6 +129,25 @@ def test_a_folder_or_gguf_that_is_no_hf_model_fails_clearly_for_transformers(
     assert info.value.hint and hinted in info.value.hint
 
 
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: m.chat("Say hello."), "a conversation is a list of messages, not a str"),
+        (lambda m: m.chat({"role": "user", "content": "hi"}), "not a dict"),
+        (lambda m: m.chat_batch(ASK), "not a dict"),  # one conversation, not a list of them
+        (lambda m: m.request("Say hello."), "not a str"),
+        (lambda m: m.chat([]), "empty conversation"),
+        (lambda m: m.chat([{"role": "robot", "content": "hi"}]), "message 0 is not a chat"),
+    ],
+)
+def test_conversations_in_the_wrong_shape_fail_clearly(
+    smollm: ChatModel, call: Any, message: str
+) -> None:
+    with pytest.raises(ModelError, match=message) as info:
+        call(smollm)
+    assert info.value.hint
+
+
 def test_models_are_cached_per_spec(smollm: ChatModel) -> None:
     assert load_model("llamacpp:smollm2") is smollm
     assert smollm.backend == "llamacpp" and smollm.name == "smollm2"
