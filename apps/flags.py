@@ -136,9 +136,13 @@ def validate_config(kind: type[Cfg], values: Mapping[str, Any], command: str) ->
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise SlmkitError(
-            f"invalid {where}: {first['msg']}", hint=f"see `agentctl {command} --help`"
-        ) from exc
+        field = kind.model_fields.get(str(first["loc"][0])) if first["loc"] else None
+        if first["type"] == "missing":  # "Field required" says neither what nor how
+            what = f": {field.description}" if field and field.description else ""
+            message = f"no {where} given{what}"
+        else:
+            message = f"invalid {where}: {first['msg']}"
+        raise SlmkitError(message, hint=f"see `agentctl {command} --help`") from exc
 
 
 def load_config(

@@ -10,7 +10,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
-from slmkit.apps.flags import ConfigOpt, KvOpt, load_config, parse_kv
+from slmkit.apps.flags import ConfigOpt, KvOpt, load_config, parse_kv, validate_config
 from slmkit.models import SlmkitError
 
 
@@ -70,6 +70,16 @@ def test_bad_input_is_an_error_with_a_hint(tmp_path: Path) -> None:
         _run(tmp_path, "- a\n- b\n")
     with pytest.raises(SlmkitError, match="expected KEY=VALUE"):
         _run(tmp_path, None, "--opt", "novalue")
+
+
+def test_a_missing_required_field_says_what_it_is() -> None:
+    class Needs(BaseModel):
+        paths: list[Path] = Field(min_length=1, description="files or folders to index")
+
+    with pytest.raises(SlmkitError) as err:
+        validate_config(Needs, {}, "index")
+    assert err.value.message == "no paths given: files or folders to index"
+    assert err.value.hint == "see `agentctl index --help`"
 
 
 def test_config_takes_a_shipped_configs_name(
