@@ -71,6 +71,12 @@ _MAX_TOKENS: dict[Dialect, str] = {  # vLLM and OpenAI deprecate max_tokens for 
     "llamacpp": "max_tokens",
 }
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_RETRY_ERRORS = (  # not UnsupportedProtocol or LocalProtocolError: our request is wrong
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    httpx.ProxyError,
+)
 _STATUS_HINTS: dict[int, str] = {
     401: "the server refused the API key: set $OPENAI_API_KEY or pass api_key=",
     403: "the server refused the API key: set $OPENAI_API_KEY or pass api_key=",
@@ -172,6 +178,12 @@ class OpenAICompatModel(ChatModel):
         max_retry_after_s: float = 60.0,
     ) -> None:
         """Connect to ``base_url`` (see the module docs for retries and timeouts)."""
+        url = urlparse(base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ModelNotFoundError(
+                f"cannot read the server URL {base_url!r}",
+                hint="give the API root with its scheme, e.g. http://127.0.0.1:8000/v1",
+            )
         self.base_url = base_url.rstrip("/")
         self.name = model
         key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
@@ -377,7 +389,7 @@ class OpenAICompatModel(ChatModel):
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self._retries + 1),
             wait=self._wait_s,
-            retry=tenacity.retry_if_exception_type((httpx.TransportError, _RetryableStatus)),
+            retry=tenacity.retry_if_exception_type((*_RETRY_ERRORS, _RetryableStatus)),
             before_sleep=tenacity.before_sleep_log(_log, logging.WARNING),
             reraise=True,
         )

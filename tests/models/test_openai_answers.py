@@ -14,7 +14,7 @@ import json
 import pytest
 from servers import ScriptedServer, flaky_server, free_port
 
-from slmkit.models import GenerationError
+from slmkit.models import GenerationError, ModelNotFoundError
 from slmkit.models.openai_compat import OpenAICompatModel
 
 ASK = [{"role": "user", "content": "Say hello."}]
@@ -112,3 +112,10 @@ def test_dialect_detection_on_a_server_without_models_falls_back_to_llamacpp() -
         model = OpenAICompatModel(base, "m", retries=0)
         assert model.dialect == "llamacpp"
         model.close()
+
+
+@pytest.mark.parametrize("url", ["localhost:8000/v1", "127.0.0.1:8000", "ftp://host/v1", "http://"])
+def test_a_url_without_http_scheme_and_host_fails_at_once(url: str) -> None:
+    with pytest.raises(ModelNotFoundError, match="cannot read the server URL") as err:
+        OpenAICompatModel(url, "m", dialect="llamacpp")
+    assert err.value.hint and "http://127.0.0.1:8000/v1" in err.value.hint
