@@ -240,7 +240,9 @@ class ToolRegistry:
                 error=f"invalid arguments for {parsed.name}: {_short_validation(exc)}",
                 duration_s=time.perf_counter() - start,
             )
-        except Exception as exc:  # a tool that raises must never crash the agent
+        except (Exception, SystemExit) as exc:  # a tool that raises must never crash the agent
+            # SystemExit too: functions written for a CLI (argparse) exit on bad input.
+            # KeyboardInterrupt still stops the run: that one is the user's.
             return ToolResult(
                 call=parsed,
                 ok=False,

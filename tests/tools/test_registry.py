@@ -220,6 +220,18 @@ def test_a_raising_tool_becomes_an_error_result(reg: ToolRegistry) -> None:
     assert err == "RuntimeError: boom: testing"
 
 
+def test_a_tool_that_exits_becomes_an_error_result_not_the_end_of_the_run() -> None:
+    """Functions written for a command line call ``sys.exit`` (argparse does on bad input)."""
+
+    @tool
+    def strict_parse(text: str) -> str:
+        """Parse text the way a command line would."""
+        raise SystemExit(f"usage: parse TEXT (got {text!r})")
+
+    err = _error(ToolRegistry([strict_parse]), {"name": "strict_parse", "arguments": {"text": "x"}})
+    assert err == "SystemExit: usage: parse TEXT (got 'x')"
+
+
 def test_openai_tool_calls_are_executed(reg: ToolRegistry) -> None:
     call = ToolCall(name="get_weather", arguments={"city": "Lima"}, id="call_1")
     entry = call.to_openai()

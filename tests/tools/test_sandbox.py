@@ -300,7 +300,11 @@ def test_host_tools_are_callable_through_the_json_channel() -> None:
     def broken() -> None:
         raise ValueError("backend down")
 
-    with PythonSandbox(tools={"search": search, "broken": broken}) as box:
+    def exits() -> None:  # written for a command line: must not end the host
+        raise SystemExit(2)
+
+    tools = {"search": search, "broken": broken, "exits": exits}
+    with PythonSandbox(tools=tools) as box:
         r = box.run(
             "hits = search('python', k=3)\n"
             "print(len(hits), hits[2]['text'])\n"
@@ -312,7 +316,11 @@ def test_host_tools_are_callable_through_the_json_channel() -> None:
             "try:\n"
             "    search(object())\n"
             "except TypeError as exc:\n"
-            "    print('not JSON')"
+            "    print('not JSON')\n"
+            "try:\n"
+            "    exits()\n"
+            "except ToolCallError as exc:\n"
+            "    print('tool error:', exc)"
         )
     assert r.error is None, r.error
     lines = r.stdout.splitlines()
@@ -320,8 +328,9 @@ def test_host_tools_are_callable_through_the_json_channel() -> None:
     assert lines[1] == "Search the corpus."
     assert lines[2] == "tool error: broken() failed on the host: ValueError: backend down"
     assert lines[3] == "not JSON"
+    assert lines[4] == "tool error: exits() failed on the host: SystemExit: 2"
     assert calls == [("python", 3)]
-    assert r.tool_calls == ("search", "broken")
+    assert r.tool_calls == ("search", "broken", "exits")
 
 
 def test_final_answer_records_and_stops(sb: PythonSandbox) -> None:

@@ -251,7 +251,7 @@ class PythonSandbox:
         else:
             try:
                 reply = {"op": "return", "value": fn(*args, **kwargs)}
-            except Exception as exc:  # a failing tool is the code's problem, not the host's
+            except (Exception, SystemExit) as exc:  # the code's problem, not the host's
                 reply = {"op": "raise", "error": f"{type(exc).__name__}: {exc}"}
         left = deadline - time.monotonic()
         try:
