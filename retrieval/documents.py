@@ -72,6 +72,11 @@ class Document:
     def __post_init__(self) -> None:
         if not self.id:
             raise RetrievalError("a Document needs a non-empty id", hint="pass id=...")
+        if not isinstance(self.text, str):
+            raise RetrievalError(
+                f"document {self.id!r}: text is a {type(self.text).__name__}, not a str",
+                hint="decode bytes first, or load a file with load_path(path)",
+            )
         last = 0
         for s in self.sections:
             if not last <= s.start <= s.end <= len(self.text):

@@ -136,6 +136,10 @@ class Index:
         in a temporary folder removed when the index is garbage-collected. An existing
         index at ``path`` is replaced (atomically) only with ``overwrite=True``.
         """
+        if kind not in ("auto", "flat", "hnsw", "ivf"):  # else written, then unloadable
+            raise RetrievalError(
+                f"unknown index kind {kind!r}", hint="use 'auto', 'flat', 'hnsw' or 'ivf'"
+            )
         emb = _as_embedder(embedder)
         config = chunking or ChunkingConfig()
         pairs = _chunked(as_documents(source), config, emb)
@@ -254,6 +258,10 @@ class Index:
         if mode not in ("hybrid", "dense", "bm25"):
             raise RetrievalError(
                 f"unknown search mode {mode!r}", hint="use 'hybrid', 'dense' or 'bm25'"
+            )
+        if not isinstance(query, str):
+            raise RetrievalError(
+                f"a query is a str, not {type(query).__name__}", hint="search('your question')"
             )
         if k <= 0 or not query.strip():
             return []

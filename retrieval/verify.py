@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Literal
 
+from .errors import RetrievalError
+
 __all__ = ["QuoteMatch", "normalize_text", "verify_quote"]
 
 MatchMethod = Literal["exact", "normalized", "fuzzy", "none"]
@@ -120,6 +122,12 @@ def verify_quote(quote: str, source_text: str, *, fuzzy_threshold: float = 0.9) 
     and normalized matches; a fuzzy match at or above ``fuzzy_threshold`` reports its
     span and score with ``verified=False``.
     """
+    if not isinstance(quote, str) or not isinstance(source_text, str):
+        raise RetrievalError(
+            f"verify_quote takes two str, not {type(quote).__name__} and "
+            f"{type(source_text).__name__}",
+            hint="verify_quote(quote, index.document(source_id).text)",
+        )
     stripped = quote.strip()
     if not stripped:
         return QuoteMatch(False, None, None, 0.0, "none")

@@ -212,6 +212,22 @@ def test_temporary_index_and_kind_choice(embedder: Embedder) -> None:
     ]
 
 
+def test_bad_arguments_are_refused_before_anything_is_written(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    doc = document_from_text("a text about kites")
+    with pytest.raises(RetrievalError, match="unknown index kind 'hsnw'") as err:
+        Index.build(doc, tmp_path / "idx", kind="hsnw", embedder=embedder)  # type: ignore[arg-type]
+    assert err.value.hint and not (tmp_path / "idx").exists()
+    index = Index.build(doc, embedder=embedder)
+    for query in (None, 3, ["kites"]):
+        with pytest.raises(RetrievalError, match="a query is a str") as err:
+            index.search(query)  # type: ignore[arg-type]
+        assert err.value.hint
+    with pytest.raises(RetrievalError, match="text is a bytes, not a str"):
+        Document("b", "B", b"bytes")  # type: ignore[arg-type]
+
+
 # --- refusing folders that cannot be trusted ---------------------------------------------
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from slmkit.retrieval import QuoteMatch, normalize_text, verify_quote
+from slmkit.retrieval import QuoteMatch, RetrievalError, normalize_text, verify_quote
 
 SOURCE = (
     "The Eiffel Tower was completed in 1889.  It stands\n"
@@ -79,3 +79,10 @@ def test_random_quotes_with_typographic_noise_map_to_equal_spans() -> None:
         assert match.verified, (quote, noisy)
         assert match.start is not None and match.end is not None
         assert normalize_text(source[match.start : match.end]) == normalize_text(noisy)
+
+
+@pytest.mark.parametrize(("quote", "source"), [(None, "text"), ("text", None), (b"te", "text")])
+def test_a_quote_or_source_that_is_not_a_str_is_refused(quote: object, source: object) -> None:
+    with pytest.raises(RetrievalError, match="verify_quote takes two str") as err:
+        verify_quote(quote, source)  # type: ignore[arg-type]
+    assert err.value.hint
