@@ -130,12 +130,19 @@ class Embedder:
 
         A progress bar is shown for long inputs unless ``show_progress`` says otherwise.
         """
-        if not texts:
+        items = [] if isinstance(texts, str) else list(texts)
+        if isinstance(texts, str) or not all(isinstance(t, str) for t in items):
+            got = "a str" if isinstance(texts, str) else "an item that is not a str"
+            raise RetrievalError(  # a str would be embedded character by character
+                f"encode takes a list of texts, and got {got}",
+                hint="encode(['one text']) embeds one text; one row comes back per text",
+            )
+        if not items:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(
-            list(texts),
+            items,
             batch_size=batch_size or self.batch_size,
-            show_progress_bar=len(texts) >= _PROGRESS_FROM
+            show_progress_bar=len(items) >= _PROGRESS_FROM
             if show_progress is None
             else show_progress,
             convert_to_numpy=True,

@@ -226,6 +226,10 @@ def test_bad_arguments_are_refused_before_anything_is_written(
         assert err.value.hint
     with pytest.raises(RetrievalError, match="text is a bytes, not a str"):
         Document("b", "B", b"bytes")  # type: ignore[arg-type]
+    for texts, got in (("kites", "got a str"), (["kites", None], "not a str")):
+        with pytest.raises(RetrievalError, match=got):  # not 5 rows, one per character
+            embedder.encode(texts)  # type: ignore[arg-type]
+    assert embedder.encode(t for t in ["kites", "kits"]).shape == (2, embedder.dimension)  # type: ignore[arg-type]
 
 
 # --- refusing folders that cannot be trusted ---------------------------------------------
