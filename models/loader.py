@@ -14,12 +14,13 @@ Loaded models are cached per spec, so agents, tools and the CLI share one copy.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from typing import Any
 
 from slmkit.models.base import ChatModel
 from slmkit.models.embedded import EMBEDDED_MODELS, embedded_gguf
-from slmkit.models.errors import ModelNotFoundError
+from slmkit.models.errors import ModelError, ModelNotFoundError
 
 __all__ = ["BACKENDS", "DEFAULT_SPEC", "batching_options", "load_model", "parse_spec"]
 
@@ -86,17 +87,32 @@ def _load(spec: str, options: dict[str, Any]) -> ChatModel:
     if backend == "llamacpp":
         from slmkit.models.llamacpp import LlamaCppModel
 
+        _check_options(LlamaCppModel, backend, options)
         path = embedded_gguf(target) if target in EMBEDDED_MODELS else target
         name = target if target in EMBEDDED_MODELS else None
         return LlamaCppModel(path, name=name, **options)
     if backend == "transformers":
         from slmkit.models.hf import TransformersModel
 
+        _check_options(TransformersModel, backend, options)
         return TransformersModel(target, **options)
     if backend == "openai":
         from slmkit.models.openai_compat import OpenAICompatModel
 
+        _check_options(OpenAICompatModel, backend, options)
         return OpenAICompatModel.from_target(target, **options)
     from slmkit.models.vllm_backend import VllmModel
 
-    return VllmModel(target, **options)
+    return VllmModel(target, **options)  # the rest of its options go to vllm.LLM
+
+
+def _check_options(cls: type[ChatModel], backend: str, options: dict[str, Any]) -> None:
+    """Refuse an option the backend does not take, naming the ones it does."""
+    params = inspect.signature(cls.__init__).parameters
+    known = [n for n, p in params.items() if p.kind == p.KEYWORD_ONLY and n != "name"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ModelError(
+            f"the {backend} backend takes no option {', '.join(map(repr, unknown))}",
+            hint=f"its options: {', '.join(known)}",
+        )

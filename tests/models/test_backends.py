@@ -130,6 +130,22 @@ def test_a_folder_or_gguf_that_is_no_hf_model_fails_clearly_for_transformers(
 
 
 @pytest.mark.parametrize(
+    ("spec", "option", "listed"),
+    [
+        ("llamacpp:smollm2", "n_context", "n_ctx"),
+        ("openai:http://127.0.0.1:8000/v1#m;dialect=vllm", "retry", "retries"),
+        ("transformers:smollm2", "device_map", "device"),
+    ],
+)
+def test_an_option_the_backend_does_not_take_is_named_with_those_it_does(
+    spec: str, option: str, listed: str
+) -> None:
+    with pytest.raises(ModelError, match=f"takes no option '{option}'") as info:
+        load_model(spec, cache=False, **{option: 1})
+    assert info.value.hint and listed in info.value.hint.split(": ")[1].split(", ")
+
+
+@pytest.mark.parametrize(
     ("call", "message"),
     [
         (lambda m: m.chat("Say hello."), "a conversation is a list of messages, not a str"),
