@@ -473,8 +473,8 @@ def as_documents(sources: Document | str | os.PathLike[str] | Iterable[Any]) -> 
     :class:`Document` (:func:`document_from_text` makes one).
     Duplicate ids are an error: ``delete(source_id)`` must name one document.
     """
-    items: Iterable[Any] = (
-        [sources] if isinstance(sources, Document | str | os.PathLike) else sources
+    items: Iterable[Any] = (  # one source, or a non-iterable that is refused below by type
+        sources if isinstance(sources, Iterable) and not isinstance(sources, str) else [sources]
     )
     docs: list[Document] = []
     for item in items:

@@ -200,6 +200,11 @@ class Index:
         size and sha256 first (reads the whole index once). Anything wrong with the folder
         raises :class:`IndexCorruptError`.
         """
+        if not isinstance(path, str | os.PathLike):
+            raise RetrievalError(
+                f"an index path is a str or Path, not {type(path).__name__}",
+                hint="Index.load('runs/my-index')",
+            )
         folder = Path(path).expanduser()  # a missing folder: IndexCorruptError, with a hint
         manifest = read_manifest(folder)
         recorded = manifest.embedder

@@ -200,3 +200,6 @@ def test_as_documents_reads_str_as_a_path_and_rejects_duplicates(tmp_path: Path)
         as_documents([text, text])
     with pytest.raises(RetrievalError, match="type int"):
         as_documents([3])
+    for alone in (3, None):  # not an iterable either: the same error, not a TypeError
+        with pytest.raises(RetrievalError, match=f"type {type(alone).__name__}"):
+            as_documents(alone)  # type: ignore[arg-type]

@@ -224,6 +224,8 @@ def test_bad_arguments_are_refused_before_anything_is_written(
         with pytest.raises(RetrievalError, match="a query is a str") as err:
             index.search(query)  # type: ignore[arg-type]
         assert err.value.hint
+    with pytest.raises(RetrievalError, match="an index path is a str or Path, not NoneType"):
+        Index.load(None)  # type: ignore[arg-type]
     with pytest.raises(RetrievalError, match="text is a bytes, not a str"):
         Document("b", "B", b"bytes")  # type: ignore[arg-type]
     for texts, got in (("kites", "got a str"), (["kites", None], "not a str")):
