@@ -67,9 +67,9 @@ def existing_path(
 
     Raises:
         PathNotFoundError: nothing is there, or it is a folder where a file is needed
-            (or the other way round).
+            (or the other way round), or ``value`` is no path at all (``None``).
     """
-    text = os.fspath(value)
+    text = _fspath(value, what, hint)
     if not text.strip():  # Path("") is ".", the current folder: never what was meant
         raise PathNotFoundError(
             f"an empty name where a {what} is needed", hint=hint or "give a path"
@@ -92,6 +92,16 @@ def existing_path(
     )
 
 
+def _fspath(value: object, what: str, hint: str | None) -> str:
+    """``os.fspath(value)``, or the error a path argument that is no path deserves."""
+    if not isinstance(value, str | os.PathLike):
+        raise PathNotFoundError(
+            f"a {what} is needed, and {type(value).__name__} {value!r:.40} is no path",
+            hint=hint or "give a path (a str or pathlib.Path)",
+        )
+    return os.fspath(value)
+
+
 def path_or_text(value: str | os.PathLike[str]) -> Path | str:
     """For options documented as "text or a file": the existing file, or the text.
 
@@ -112,7 +122,7 @@ def model_location(target: str | os.PathLike[str]) -> Path | str:
     (absolute, ``~``, ``./``, ``../``, a model-file suffix, or more than one ``/``)
     must exist. Anything else that fits a hub id (``org/name`` or ``name``) is one.
     """
-    text = os.fspath(target)
+    text = _fspath(target, "model file or folder", None)
     path = Path(text).expanduser()
     if text.strip() and path.exists():
         return path

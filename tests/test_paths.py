@@ -93,6 +93,10 @@ def test_existing_path_takes_str_and_says_what_is_missing(files: Path) -> None:
         existing_path("notes.txt", kind="folder")
     with pytest.raises(PathNotFoundError, match="empty name"):
         load_path("")  # not the current folder
+    for call in (existing_path, path_or_text, model_location, load_path):
+        with pytest.raises(PathNotFoundError, match="NoneType None is no path") as err:
+            call(None)  # type: ignore[arg-type]
+        assert err.value.hint
 
 
 @pytest.mark.parametrize(
