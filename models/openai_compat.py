@@ -151,10 +151,9 @@ def _logprobs(choice: dict[str, Any]) -> tuple[float, ...] | None:
     content = logprobs.get("content") if isinstance(logprobs, dict) else None
     if not isinstance(content, list) or not content:
         return None
-    values = [t.get("logprob") if isinstance(t, dict) else None for t in content]
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-        return None
-    return tuple(float(v) for v in values)  # type: ignore[arg-type]
+    values = [t.get("logprob") for t in content if isinstance(t, dict)]
+    floats = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+    return tuple(floats) if len(floats) == len(content) else None  # all tokens, or none
 
 
 class OpenAICompatModel(ChatModel):
