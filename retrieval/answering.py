@@ -135,11 +135,24 @@ def answer(
     ``relevance_threshold`` (0 turns the relevance check off). With no passages, or
     none relevant, the answer is the refusal and the model is not called.
     """
+    if not isinstance(question, str) or not question.strip():
+        raise RetrievalError("the question is empty or not a str", hint="ask something")
     question = question.strip()
-    if not question:
-        raise RetrievalError("the question is empty", hint="ask something")
-    if k < 1:
-        raise RetrievalError(f"k must be at least 1, got {k}", hint="retrieve e.g. k=4 passages")
+    if not callable(getattr(retriever, "search", None)):
+        raise RetrievalError(
+            f"the retriever is a {type(retriever).__name__}, with no search(query, k)",
+            hint="pass an Index (Index.load('runs/my-index')) or any Retriever",
+        )
+    if not callable(getattr(model, "chat", None)):
+        raise RetrievalError(
+            f"the model is a {type(model).__name__}, not a ChatModel",
+            hint="load one: load_model('llamacpp:smollm2')",
+        )
+    if k < 1 or max_sentences < 1:
+        raise RetrievalError(
+            f"k and max_sentences must be at least 1, got {k} and {max_sentences}",
+            hint="e.g. k=4 passages, max_sentences=3",
+        )
     if mode not in ("grounded", "free"):
         raise RetrievalError(f"unknown answer mode {mode!r}", hint="use 'grounded' or 'free'")
     use_grammar = model.supports_grammar if constrained is None else constrained

@@ -187,6 +187,8 @@ def score_support(
     no supported sentence is withheld: it becomes the refusal, and ``meta`` keeps the
     draft (``"withheld"``) and the reason (``"refusal"``).
     """
+    if unsupported not in ("mark", "drop"):  # anything else would silently mean "mark"
+        raise RetrievalError(f"unknown unsupported={unsupported!r}", hint="use 'mark' or 'drop'")
     if ans.refused or not ans.sentences:
         return ans
     verbatim = [c for c in ans.citations if c.verified]

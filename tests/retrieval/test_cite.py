@@ -26,6 +26,8 @@ from slmkit.retrieval import (
     Embedder,
     Index,
     Passage,
+    RetrievalError,
+    SupportScorer,
     answer,
     citation_grammar,
     grounded_grammar,
@@ -301,6 +303,27 @@ class _ListRetriever:
 
     def search(self, query: str, k: int = 5) -> list[Passage]:
         return self.passages[:k]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda r, m, s: answer(None, r, m), "question is empty or not a str"),
+        (lambda r, m, s: answer("  ", r, m), "question is empty"),
+        (lambda r, m, s: answer("q?", "runs/my-index", m), "retriever is a str, with no search"),
+        (lambda r, m, s: answer("q?", r, "llamacpp:smollm2"), "model is a str, not a ChatModel"),
+        (lambda r, m, s: answer("q?", r, m, k=0), "at least 1, got 0 and 3"),
+        (lambda r, m, s: answer("q?", r, m, max_sentences=0), "at least 1, got 4 and 0"),
+        (lambda r, m, s: answer("q?", r, m, mode="short"), "unknown answer mode 'short'"),
+        (lambda r, m, s: verify_answer("q", REFUSAL, [], unsupported="hide", scorer=s), "'hide'"),
+    ],
+)
+def test_bad_arguments_to_answer_are_refused_clearly(
+    smollm: ChatModel, embedder: Embedder, call: Any, message: str
+) -> None:
+    with pytest.raises(RetrievalError, match=message) as err:
+        call(_ListRetriever([]), smollm, SupportScorer(embedder))
+    assert err.value.hint
 
 
 def test_refusal_has_no_citations(smollm: ChatModel) -> None:
