@@ -323,7 +323,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         mine = [s for s in scores if s.agent == agent]
         mean = statistics.mean(sum(s.correct) / len(s.correct) for s in mine)
         secs = statistics.mean(x for s in mine for x in s.seconds)
-        rows.append([agent, "**mean of families**", "", f"{100 * mean:.0f}%", "", "", f"{secs:.1f}", "", ""])  # fmt: skip
+        rows.append(
+            [agent, "**mean of families**", "", f"{100 * mean:.0f}%", "", "", f"{secs:.1f}", "", ""]
+        )
     title = f"Everyday agent tasks, seed {args.seed}{' - ' + args.label if args.label else ''}"
     table, md = _table(title, header, rows)
     console.print(table)
