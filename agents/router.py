@@ -26,8 +26,8 @@ from slmkit.models import ChatModel, Completion, Message, SchemaLike, WrappedMod
 
 __all__ = ["FailureKind", "Routed", "Router", "Signals"]
 
-FailureKind = Literal["invalid", "tool", "code", "citation"]
-_VERIFIER_FAILURES: frozenset[str] = frozenset({"tool", "code", "citation"})
+FailureKind = Literal["invalid", "tool", "code", "citation", "grounding"]
+_VERIFIER_FAILURES: frozenset[str] = frozenset({"tool", "code", "citation", "grounding"})
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ class ToolAgent(LoopAgent):
                 view.append({"role": m["role"], "content": m.get("content") or ""})
         return view
 
-    def _decode(self, step: int, exclude: frozenset[str]) -> dict[str, Any]:
+    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
         cfg = self.config
         schema = action_schema(
             self.registry,
@@ -98,6 +98,7 @@ class ToolAgent(LoopAgent):
             thought_prefix=cfg.first_thought if step == 1 else None,
             max_thought_chars=cfg.max_thought_chars,
             max_answer_chars=cfg.max_answer_chars,
+            answer_quote=quote,
             max_arg_chars=cfg.max_arg_chars,
             parallel=cfg.parallel_calls,
             max_calls=cfg.max_parallel_calls,
