@@ -264,7 +264,10 @@ class LoopAgent(GraphAgent):
                 update["messages"] = self._action_messages(d.action)
                 update.update(answer=d.action.final_answer, stopped="final_answer")
             else:  # the model is told why, and acts again
-                update["messages"] = self._invalid_messages(d.action.text, event.flag)
+                update["messages"] = [
+                    {"role": "assistant", "content": d.action.text},
+                    {"role": "user", "content": f"Error: {event.flag}. Reply with one action."},
+                ]
                 update.update(self._step_end(step, event.flag, "grounding", state))
         else:
             update["messages"] = self._action_messages(d.action)

@@ -131,7 +131,9 @@ class ToolAgent(LoopAgent):
 
     def _action_messages(self, action: Action) -> list[Message]:
         if action.final_answer is not None:
-            return [{"role": "assistant", "content": action.final_answer}]
+            # The thought stays, as it does before a call: what the student learns from.
+            lead = f"{action.thought}\n\n" if action.thought else ""
+            return [{"role": "assistant", "content": lead + action.final_answer}]
         return [
             {
                 "role": "assistant",
