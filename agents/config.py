@@ -123,8 +123,9 @@ class AgentConfig(BaseModel):
     )
     no_repeat: bool = Field(
         default=True,
-        description="an action repeating an earlier successful call verbatim is decoded "
-        "again without that tool (small models otherwise loop on their last call)",
+        description="an action repeating an earlier successful call (or failed call of a "
+        "pure tool) verbatim is decoded again without that tool (small models otherwise "
+        "loop on their last call)",
     )
     sample_k: int = Field(
         default=1, ge=1, description="candidate actions per step (self-consistency)"

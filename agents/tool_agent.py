@@ -155,10 +155,13 @@ class ToolAgent(LoopAgent):
     def _repeat_exclusions(self, state: Mapping[str, Any], action: Action) -> frozenset[str]:
         if not self.config.no_repeat or not action.calls:
             return frozenset()
+        # A failed call of a pure tool fails the same way again (a side-effecting tool's
+        # error may be transient: that retry stays allowed).
         done = {
             canonical_call(e["action"]["name"], e["action"]["arguments"])
             for e in state.get("events", ())
-            if e.get("kind") == "observation" and e.get("ok")
+            if e.get("kind") == "observation"
+            and (e.get("ok") or self._may_try(e["action"]["name"]))
         }
         if all(canonical_call(c.name, c.arguments) in done for c in action.calls):
             return frozenset(c.name for c in action.calls)
