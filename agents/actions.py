@@ -111,8 +111,9 @@ def action_schema(
     ``thought_prefix`` turns the thought on and pins its start. With no tool left after
     ``exclude`` (or an empty registry) the only action is the final answer.
     ``answer_quote`` makes the final answer exactly that text (an observation the
-    answer must quote). ``max_arg_chars`` bounds free-text string arguments (those without a length, enum,
-    const, pattern or format); calls are still validated against the tools' own schemas.
+    answer must quote). ``max_arg_chars`` bounds free-text string arguments (those
+    without a length, enum, const, pattern or format); calls are still validated
+    against the tools' own schemas.
     """
     lead: dict[str, Any] = {}
     if thought or thought_prefix is not None:

@@ -6,10 +6,13 @@ as ``action JSON`` / ``Observation: result`` turns, and writes one action under
 arguments, several calls when ``parallel_calls`` is on, or the final answer. Tool
 errors (including arguments the registry rejects) come back as observations.
 
-Observations are shown to the model as user turns starting with ``Observation:`` rather
-than ``tool`` turns: SmolLM2-class chat templates have no tool role, and with one the
-135M model invents values instead of copying them from the result. The trajectory keeps
-the OpenAI form (``tool_calls`` and ``tool`` messages) for training.
+Observations are shown to the model as user turns (``prompts/tool_observation.md``:
+``Observation: the result is ...``) rather than ``tool`` turns: SmolLM2-class chat
+templates have no tool role, and with one the 135M model invents values instead of
+copying them from the result. The words "the result is" were chosen by measurement
+(``benchmarks/agent_prompts.py``, dev seed): with a bare ``Observation: 8439`` the model
+often called the calculator again on its own result (``8439*97``) instead of answering.
+The trajectory keeps the OpenAI form (``tool_calls`` and ``tool`` messages) for training.
 """
 
 from __future__ import annotations
@@ -85,7 +88,10 @@ class ToolAgent(LoopAgent):
                 )
                 view.append({"role": "assistant", "content": text})
             elif m["role"] == "tool":
-                view.append({"role": "user", "content": f"Observation: {m['content']}"})
+                text = render_prompt(
+                    "slmkit.agents", "tool_observation.md", observation=m["content"]
+                ).strip()
+                view.append({"role": "user", "content": text})
             else:
                 view.append({"role": m["role"], "content": m.get("content") or ""})
         return view
