@@ -100,6 +100,7 @@ def action_schema(
     thought_prefix: str | None = None,
     max_thought_chars: int = 200,
     max_answer_chars: int = 400,
+    answer_quote: str | None = None,
     max_arg_chars: int | None = None,
     parallel: bool = False,
     max_calls: int = 4,
@@ -109,8 +110,10 @@ def action_schema(
 
     ``thought_prefix`` turns the thought on and pins its start. With no tool left after
     ``exclude`` (or an empty registry) the only action is the final answer.
-    ``max_arg_chars`` bounds free-text string arguments (those without a length, enum,
-    const, pattern or format); calls are still validated against the tools' own schemas.
+    ``answer_quote`` makes the final answer exactly that text (an observation the
+    answer must quote). ``max_arg_chars`` bounds free-text string arguments (those
+    without a length, enum, const, pattern or format); calls are still validated
+    against the tools' own schemas.
     """
     lead: dict[str, Any] = {}
     if thought or thought_prefix is not None:
@@ -134,10 +137,16 @@ def action_schema(
         else:
             for one in call_schema.get("anyOf", [call_schema]):
                 variants.append(_object({**lead, **one["properties"]}))
-    answer = {"final_answer": {"type": "string", "maxLength": max_answer_chars}}
+    answer: dict[str, Any] = {"final_answer": {**_NOT_BLANK, "maxLength": max_answer_chars}}
+    if answer_quote is not None:
+        answer = {"final_answer": {"type": "string", "const": answer_quote}}
     variants.append(_object({**lead, **answer}))
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
+
+_NOT_BLANK = {"type": "string", "minLength": 1, "pattern": r"^\s*\S[\s\S]*$"}
+"""A final answer has a non-blank character: ``""`` is not an answer, and small models
+otherwise end a run with it."""
 
 _FIXED_STRING_KEYS = frozenset({"maxLength", "enum", "const", "pattern", "format"})
 

@@ -203,7 +203,9 @@ class CodeAgent(LoopAgent):
     def _model_view(self, messages: list[Message]) -> list[Message]:
         return [{"role": m["role"], "content": m.get("content") or ""} for m in messages]
 
-    def _decode(self, step: int, exclude: frozenset[str]) -> dict[str, Any]:
+    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
+        # A CodeAgent's answer is the value code passes to final_answer(): the grammar of
+        # the action cannot pin it, so ``quote`` does not apply.
         cfg = self.config
         grammar = code_grammar(
             first_thought=cfg.first_thought if step == 1 else None,
@@ -239,16 +241,19 @@ class CodeAgent(LoopAgent):
             parts.append(r.value)
         if r.error:
             parts.append("Error: " + _user_traceback(r.error))
-        answer = None
+        answer, ok = None, r.ok
         if r.finished:
             answer = (
                 r.final_answer if isinstance(r.final_answer, str) else json.dumps(r.final_answer)
             )
+            if not answer.strip():  # an empty answer is no answer: the run goes on
+                answer, ok = None, False
+                parts.append("Error: final_answer() was given an empty answer")
         text = "\n".join(parts) or "(no output)"
         limit = self.config.max_observation_chars
         if len(text) > limit:
             text = text[: limit // 2] + "\n...\n" + text[-limit // 2 :]
-        return CallOutcome(ok=r.ok, observation=text, duration_s=seconds, final_answer=answer)
+        return CallOutcome(ok=ok, observation=text, duration_s=seconds, final_answer=answer)
 
     def _run_call(
         self, state: Mapping[str, Any], call: ToolCall

@@ -103,6 +103,17 @@ class AgentConfig(BaseModel):
         description="longest free-text argument the grammar allows (a rambling model is "
         "made to close the string instead of running out of tokens)",
     )
+    max_repeats: int = Field(
+        default=2,
+        ge=0,
+        description="a block of output tokens may follow itself at most this many times in "
+        "a row (0: no limit): a model looping inside a JSON string is made to break off",
+    )
+    grounding: Literal["off", "flag", "retry"] = Field(
+        default="retry",
+        description="a final answer stating none of the numbers the tools returned is "
+        "flagged on its event (flag), and the model is asked once to answer again (retry)",
+    )
     parallel_calls: bool = Field(default=False, description="let one action call several tools")
     max_parallel_calls: int = Field(
         default=4, ge=1, description="calls per action with parallel_calls"
@@ -112,8 +123,9 @@ class AgentConfig(BaseModel):
     )
     no_repeat: bool = Field(
         default=True,
-        description="an action repeating an earlier successful call verbatim is decoded "
-        "again without that tool (small models otherwise loop on their last call)",
+        description="an action repeating an earlier successful call (or failed call of a "
+        "pure tool) verbatim is decoded again without that tool (small models otherwise "
+        "loop on their last call)",
     )
     sample_k: int = Field(
         default=1, ge=1, description="candidate actions per step (self-consistency)"

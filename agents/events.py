@@ -77,6 +77,9 @@ class StepEvent(BaseModel):
     candidates: list[dict[str, Any]] = Field(default_factory=list)
     answer: str | None = None
     stopped: str | None = None
+    flag: str | None = None
+    """What the runtime found wrong with an otherwise valid action (an empty final answer,
+    an answer contradicting the observations), as the model was told."""
 
     @property
     def model_s(self) -> float:

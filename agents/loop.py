@@ -30,12 +30,17 @@ from slmkit.agents.config import AgentConfig
 from slmkit.agents.errors import AgentError
 from slmkit.agents.events import ModelCall, StepEvent
 from slmkit.agents.graph import BaseState, GraphAgent, current_session
+from slmkit.agents.grounding import contradiction
 from slmkit.agents.router import FailureKind, Routed, Signals
 from slmkit.agents.sampling import CallOutcome, Trial, vote
 from slmkit.models import Candidate, ChatModel, Message
 from slmkit.tools import Tool, ToolCall, ToolRegistry
 
 __all__ = ["Approval", "LoopAgent", "LoopState"]
+
+_MAX_QUOTE = 80
+"""Longest observation a retried final answer is made to quote verbatim; a longer one is
+a text to answer from, not an answer."""
 
 Approval = Callable[[ToolCall], bool | str] | Literal["interrupt"]
 """``approve=``: a function deciding each call (True: run it; False or a reason: don't),
@@ -114,8 +119,12 @@ class LoopAgent(GraphAgent):
         """The conversation the model reads, from the run's (OpenAI-format) messages."""
 
     @abstractmethod
-    def _decode(self, step: int, exclude: frozenset[str]) -> dict[str, Any]:
-        """``chat`` keyword arguments of one action: ``schema=`` or ``grammar=``, budget."""
+    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
+        """``chat`` keyword arguments of one action: ``schema=`` or ``grammar=``, budget.
+
+        ``quote``: after an answer that contradicted the observations, the last
+        observation, which a final answer decoded now must quote (when the action format
+        can say so)."""
 
     @abstractmethod
     def _parse(self, candidate: Candidate) -> Action | None:
@@ -250,8 +259,16 @@ class LoopAgent(GraphAgent):
             update["messages"] = self._invalid_messages(last.completion.text, error)
             update.update(self._step_end(step, f"invalid action: {error}", "invalid", state))
         elif d.action.final_answer is not None:
-            update["messages"] = self._action_messages(d.action)
-            update.update(answer=d.action.final_answer, stopped="final_answer")
+            event.flag = self._answer_flag(state, d.action.final_answer)
+            if event.flag is None or not self._may_retry(state, event.flag):
+                update["messages"] = self._action_messages(d.action)
+                update.update(answer=d.action.final_answer, stopped="final_answer")
+            else:  # the model is told why, and acts again
+                update["messages"] = [
+                    {"role": "assistant", "content": d.action.text},
+                    {"role": "user", "content": f"Error: {event.flag}. Reply with one action."},
+                ]
+                update.update(self._step_end(step, event.flag, "grounding", state))
         else:
             update["messages"] = self._action_messages(d.action)
             outcomes = d.trial.outcomes if d.trial is not None else None
@@ -266,6 +283,35 @@ class LoopAgent(GraphAgent):
         update["events"] = [event.model_dump(mode="json")]
         return update
 
+    def _answer_flag(self, state: Mapping[str, Any], answer: str) -> str | None:
+        """What is wrong with a final answer: empty, or contradicting the observations."""
+        if not answer.strip():
+            return "the final answer is empty"
+        if self.config.grounding == "off":
+            return None
+        seen = [
+            str(e.get("observation") or "")
+            for e in state.get("events", ())
+            if e.get("kind") == "observation" and e.get("ok")
+        ]
+        return contradiction(answer, seen)
+
+    def _quote(self, state: Mapping[str, Any], signals: Signals) -> str | None:
+        """The last observation, to be quoted by a retried answer (when short enough)."""
+        if signals.failure_kind != "grounding":
+            return None
+        seen = [e for e in state.get("events", ()) if e.get("kind") == "observation"]
+        last = str(seen[-1].get("observation") or "").strip() if seen else ""
+        return last if 0 < len(last) <= _MAX_QUOTE else None
+
+    def _may_retry(self, state: Mapping[str, Any], flag: str) -> bool:
+        """An empty answer is never accepted; a contradicting one is sent back once."""
+        if flag == "the final answer is empty":
+            return True
+        if self.config.grounding != "retry":
+            return False
+        return not any(e.get("flag") for e in state.get("events", ()) if e.get("kind") == "action")
+
     def _ask(
         self, state: Mapping[str, Any], step: int, signals: Signals, exclude: frozenset[str]
     ) -> tuple[Routed, list[tuple[Candidate, Action | None]]]:
@@ -277,7 +323,8 @@ class LoopAgent(GraphAgent):
             n=cfg.sample_k,
             temperature=cfg.sample_temperature if sampled else cfg.temperature,
             seed=None if cfg.seed is None else cfg.seed + step,
-            **self._decode(step, exclude),
+            max_repeats=cfg.max_repeats,
+            **self._decode(step, exclude, self._quote(state, signals)),
         )
         return routed, [(c, self._parse(c)) for c in routed.completion.candidates]
 

@@ -26,8 +26,8 @@ from slmkit.models import ChatModel, Completion, Message, SchemaLike, WrappedMod
 
 __all__ = ["FailureKind", "Routed", "Router", "Signals"]
 
-FailureKind = Literal["invalid", "tool", "code", "citation"]
-_VERIFIER_FAILURES: frozenset[str] = frozenset({"tool", "code", "citation"})
+FailureKind = Literal["invalid", "tool", "code", "citation", "grounding"]
+_VERIFIER_FAILURES: frozenset[str] = frozenset({"tool", "code", "citation", "grounding"})
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,7 @@ class Router(WrappedModel):
         n: int = 1,
         stop: Sequence[str] = (),
         logprobs: bool = False,
+        max_repeats: int = 0,
     ) -> list[Completion]:
         """Each conversation routed on its own output's validity and confidence."""
         kwargs: dict[str, Any] = {
@@ -203,6 +204,7 @@ class Router(WrappedModel):
             "n": n,
             "stop": stop,
             "logprobs": logprobs,
+            "max_repeats": max_repeats,
         }
         self.last = [self.complete(conv, **kwargs) for conv in conversations]
         return [r.completion for r in self.last]

@@ -6,10 +6,13 @@ as ``action JSON`` / ``Observation: result`` turns, and writes one action under
 arguments, several calls when ``parallel_calls`` is on, or the final answer. Tool
 errors (including arguments the registry rejects) come back as observations.
 
-Observations are shown to the model as user turns starting with ``Observation:`` rather
-than ``tool`` turns: SmolLM2-class chat templates have no tool role, and with one the
-135M model invents values instead of copying them from the result. The trajectory keeps
-the OpenAI form (``tool_calls`` and ``tool`` messages) for training.
+Observations are shown to the model as user turns (``prompts/tool_observation.md``:
+``Observation: the result is ...``) rather than ``tool`` turns: SmolLM2-class chat
+templates have no tool role, and with one the 135M model invents values instead of
+copying them from the result. The words "the result is" were chosen by measurement
+(``benchmarks/agent_prompts.py``, dev seed): with a bare ``Observation: 8439`` the model
+often called the calculator again on its own result (``8439*97``) instead of answering.
+The trajectory keeps the OpenAI form (``tool_calls`` and ``tool`` messages) for training.
 """
 
 from __future__ import annotations
@@ -85,12 +88,15 @@ class ToolAgent(LoopAgent):
                 )
                 view.append({"role": "assistant", "content": text})
             elif m["role"] == "tool":
-                view.append({"role": "user", "content": f"Observation: {m['content']}"})
+                text = render_prompt(
+                    "slmkit.agents", "tool_observation.md", observation=m["content"]
+                ).strip()
+                view.append({"role": "user", "content": text})
             else:
                 view.append({"role": m["role"], "content": m.get("content") or ""})
         return view
 
-    def _decode(self, step: int, exclude: frozenset[str]) -> dict[str, Any]:
+    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
         cfg = self.config
         schema = action_schema(
             self.registry,
@@ -98,6 +104,7 @@ class ToolAgent(LoopAgent):
             thought_prefix=cfg.first_thought if step == 1 else None,
             max_thought_chars=cfg.max_thought_chars,
             max_answer_chars=cfg.max_answer_chars,
+            answer_quote=quote,
             max_arg_chars=cfg.max_arg_chars,
             parallel=cfg.parallel_calls,
             max_calls=cfg.max_parallel_calls,
@@ -130,7 +137,9 @@ class ToolAgent(LoopAgent):
 
     def _action_messages(self, action: Action) -> list[Message]:
         if action.final_answer is not None:
-            return [{"role": "assistant", "content": action.final_answer}]
+            # The thought stays, as it does before a call: what the student learns from.
+            lead = f"{action.thought}\n\n" if action.thought else ""
+            return [{"role": "assistant", "content": lead + action.final_answer}]
         return [
             {
                 "role": "assistant",
@@ -152,10 +161,13 @@ class ToolAgent(LoopAgent):
     def _repeat_exclusions(self, state: Mapping[str, Any], action: Action) -> frozenset[str]:
         if not self.config.no_repeat or not action.calls:
             return frozenset()
+        # A failed call of a pure tool fails the same way again (a side-effecting tool's
+        # error may be transient: that retry stays allowed).
         done = {
             canonical_call(e["action"]["name"], e["action"]["arguments"])
             for e in state.get("events", ())
-            if e.get("kind") == "observation" and e.get("ok")
+            if e.get("kind") == "observation"
+            and (e.get("ok") or self._may_try(e["action"]["name"]))
         }
         if all(canonical_call(c.name, c.arguments) in done for c in action.calls):
             return frozenset(c.name for c in action.calls)

@@ -26,7 +26,7 @@ import numpy as np
 
 from slmkit.models.base import Sampling
 from slmkit.models.guidance import TokenGate, fill_masks
-from slmkit.models.sampler import cut_at_stop, pick_token, token_logprob
+from slmkit.models.sampler import break_loop, cut_at_stop, pick_token, token_logprob
 
 __all__ = ["HfRow", "decode_rows"]
 
@@ -91,7 +91,11 @@ def decode_rows(model: Any, tokenizer: Any, rows: list[HfRow], eos_ids: list[int
 def _pick(rows: list[HfRow], logits: Any, eos_ids: list[int], tokenizer: Any) -> list[int]:
     """Each row's next token from its logits (already on their way from the device)."""
     fill_masks([r.gate for r in rows if r.gate is not None])
-    host = [k for k, r in enumerate(rows) if r.gate is not None or r.sampling.temperature > 0]
+    host = [
+        k
+        for k, r in enumerate(rows)
+        if r.gate is not None or r.sampling.temperature > 0 or r.sampling.max_repeats
+    ]
     device_rows = [k for k in range(len(rows)) if k not in set(host)]
     picked = [0] * len(rows)
     if device_rows:
@@ -103,6 +107,8 @@ def _pick(rows: list[HfRow], logits: Any, eos_ids: list[int], tokenizer: Any) ->
             row = rows[k]
             if row.gate is not None:
                 row.gate.apply(scores[j], wrap_up=len(row.tokens) >= row.wrap_at)
+            if row.sampling.max_repeats:
+                break_loop(scores[j], row.tokens, row.sampling.max_repeats)
             picked[k] = pick_token(scores[j], row.sampling, row.rng)
             if row.logprobs is not None:
                 row.logprobs.append(token_logprob(scores[j], row.sampling, picked[k]))

@@ -37,7 +37,7 @@ from slmkit.models.base import Generation, RawOutput, Sampling
 from slmkit.models.batching import RowQueue, Ticket
 from slmkit.models.errors import BackendUnavailableError, GenerationError
 from slmkit.models.guidance import TokenGate, closing_reserve
-from slmkit.models.sampler import cut_at_stop, pick_token
+from slmkit.models.sampler import break_loop, cut_at_stop, pick_token
 
 __all__ = ["LlamaEngine", "PreparedRow"]
 
@@ -286,6 +286,8 @@ class LlamaEngine:
         gate = sample.gate
         if gate is not None:
             gate.apply(scores, wrap_up=len(sample.tokens) >= sample.wrap_at)
+        if sample.row.sampling.max_repeats:
+            break_loop(scores, sample.tokens, sample.row.sampling.max_repeats)
         token = pick_token(scores, sample.row.sampling, sample.rng)
         if self._lib.llama_vocab_is_eog(self._vocab, token):
             self._finish(slot, "stop")

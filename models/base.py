@@ -55,6 +55,9 @@ class Sampling:
     n: int = 1
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+    max_repeats: int = 0
+    """A block of output tokens may follow itself at most this many times in a row
+    (0: no limit); see :func:`~slmkit.models.sampler.break_loop`. Local backends only."""
 
     def __post_init__(self) -> None:
         if self.max_tokens < 1:
@@ -63,6 +66,8 @@ class Sampling:
             raise ValueError("temperature must be >= 0")
         if self.n < 1:
             raise ValueError("n must be >= 1")
+        if self.max_repeats < 0:
+            raise ValueError("max_repeats must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,7 @@ class ChatOptions(TypedDict, total=False):
     n: int
     stop: Sequence[str]
     logprobs: bool
+    max_repeats: int
 
 
 class ChatModel(ABC):
@@ -256,6 +262,7 @@ class ChatModel(ABC):
             n=options.get("n", 1),
             stop=tuple(options.get("stop", ())),
             logprobs=options.get("logprobs", False),
+            max_repeats=options.get("max_repeats", 0),
         )
         return constraint, sampling
 

@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from slmkit.models.base import Sampling
 
-__all__ = ["MIN_P", "cut_at_stop", "pick_token", "token_logprob"]
+__all__ = ["MIN_P", "break_loop", "cut_at_stop", "pick_token", "token_logprob"]
 
 MIN_P = 0.05
 """llama.cpp's default min-p: prunes the long tail of junk tokens that high temperatures
@@ -59,6 +59,40 @@ def _tempered(scores: NDArray[np.float32], sampling: Sampling) -> NDArray[np.flo
         keep &= nucleus
     tempered: NDArray[np.float64] = np.where(keep, logits / sampling.temperature, -np.inf)
     return tempered
+
+
+LOOP_MAX_PERIOD = 16
+"""Longest block (in tokens) :func:`break_loop` looks for."""
+LOOP_MIN_TOKENS = 12
+"""Shortest run :func:`break_loop` cuts: ``1000000`` or ``2*2*2`` are numbers, not loops."""
+
+
+def break_loop(scores: NDArray[np.float32], tokens: list[int], max_repeats: int) -> bool:
+    """Forbid (in place) the token that would let a block of ``tokens`` follow itself
+    more than ``max_repeats`` times in a row; True when it did.
+
+    A grammar guarantees the shape of a JSON value, not its sense: a small model inside
+    a string may loop (``"12*13*13*13*..."``, ``"8000 m = 8000 m, 8000 m = ..."``) until
+    the token budget ends, and every token of the loop is allowed. This works on the
+    already-masked scores, so it only ever picks among tokens the grammar allows, and it
+    never forbids the only allowed token (a loop the grammar forces stays). A block is 1
+    to :data:`LOOP_MAX_PERIOD` tokens; runs shorter than :data:`LOOP_MIN_TOKENS` are
+    left alone. Unlike a repetition penalty it does not touch a token that was merely
+    seen before, so copying a value from the prompt or repeating a JSON key is free.
+    """
+    n = len(tokens)
+    for period in range(1, LOOP_MAX_PERIOD + 1):
+        span = max((max_repeats + 1) * period, LOOP_MIN_TOKENS)
+        if n < span - 1:
+            break
+        start = n - span + 1
+        if all(tokens[k] == tokens[k + period] for k in range(start, n - period)):
+            banned = tokens[n - period]
+            if np.isfinite(scores[banned]) and np.count_nonzero(np.isfinite(scores)) > 1:
+                scores[banned] = -np.inf
+                return True
+            return False
+    return False
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:

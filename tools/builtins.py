@@ -73,11 +73,11 @@ def _expression_regex(depth: int) -> str:
         inner = _expression_regex(depth - 1)
         call = rf"(?:{_FUNC_NAMES})\( *{inner}(?:, *{inner})*\)"
         operand = rf"(?:{_VALUE}|\( *{inner}\)|{call})"
-    term = rf"[-+]? *{operand} *"
+    term = rf"-? *{operand} *"
     return rf"{term}(?:{_OP} *{term})*"
 
 
-EXPRESSION_PATTERN = rf"^ *{_expression_regex(_NESTING)}$"
+EXPRESSION_PATTERN = rf"^{_expression_regex(_NESTING)}$"
 """The shape of a calculator expression: operands (numbers, constants, calls of known
 functions, parentheses) joined by operators, brackets balanced up to three levels deep.
 

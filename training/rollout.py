@@ -99,6 +99,9 @@ class AgentRollout:
                 "RL rollouts sample one action per step",
                 hint="drop sample_k from agent_options (self-consistency is for inference)",
             )
+        # The loop guard forbids tokens outside the grammar mask the trainer scores under:
+        # a rollout must be drawn from exactly the distribution GRPO computes.
+        self.agent_options.setdefault("max_repeats", 0)
         self.temperature = temperature
         self.max_completion_length = max_completion_length
         self.log = log

@@ -32,7 +32,7 @@ class ScriptedCode(CodeAgent):
         super().__init__(model, tools, **kw)
         self.cells = cells
 
-    def _decode(self, step: int, exclude: frozenset[str]) -> dict[str, Any]:
+    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
         options = self.cells[min(step, len(self.cells)) - 1]
         code = " | ".join(json.dumps(c + "\n```") for c in options)
         grammar = "\n".join(

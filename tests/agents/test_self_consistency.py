@@ -38,7 +38,7 @@ class Notebook:
 class OnlyNotes(ToolAgent):
     """A ToolAgent whose grammar admits only calls of ``note`` with one of two texts."""
 
-    def _decode(self, step: int, exclude: frozenset[str]) -> dict[str, Any]:
+    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
         text = {"enum": ["milk", "eggs"]}
         arguments = {
             "type": "object",

@@ -66,7 +66,7 @@ def test_multi_turn_view_and_final_answer(multi_turn: Trajectory) -> None:
         "system", "user", "assistant", "user", "assistant", "user", "assistant",
     ]  # fmt: skip
     assert json.loads(conv[2]["content"]) == {"name": "get_weather", "arguments": {"city": "Pari"}}
-    assert conv[3]["content"].startswith("Observation: Error: unknown city")
+    assert conv[3]["content"].startswith("Observation: the result is Error: unknown city")
     # the final answer is trained as the JSON action the model emits, not as bare text
     assert json.loads(conv[-1]["content"]) == {"final_answer": "Yes, it is raining in Paris."}
 

@@ -1,0 +1,56 @@
+"""Is a final answer grounded in what the tools returned? A cheap numeric check.
+
+A grammar makes a small model's final answer well-formed, not true: after the calculator
+returned ``117`` the 135M model may still answer ``".18"``, or a number it made up. When
+a run's answer comes after tool results, :func:`contradiction` compares the numbers the
+answer states with the numbers the observations hold: an answer whose last number (where
+answers put their result: "12 times 13 is 156") is in no observation, while the last
+observation does hold numbers, contradicts it. The loop agents flag such an answer on its action
+event (``StepEvent.flag``), and by default ask the model once to answer again from the
+observation (``AgentConfig.grounding``).
+
+Deliberately narrow: words are not compared (a paraphrase is fine), and an answer with
+no number is not judged. It catches the failure that matters for tool answers (a number
+that did not come from the tool) without a model in the loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+__all__ = ["contradiction", "numbers_in"]
+
+_NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def numbers_in(text: str) -> list[float]:
+    """The numbers written in ``text`` (thousands separators ignored: ``1,554`` is 1554)."""
+    return [float(x) for x in _NUMBER.findall(re.sub(r"(?<=\d),(?=\d{3}\b)", "", text))]
+
+
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+
+
+def contradiction(answer: str, observations: Sequence[str]) -> str | None:
+    """Why ``answer`` contradicts the last of ``observations``, or None when it does not.
+
+    None as well when there is nothing to compare: no observation, an answer without
+    numbers, or a last observation without numbers (an error message, a text).
+    """
+    if not observations:
+        return None
+    last = observations[-1]
+    seen = numbers_in(last)
+    stated = numbers_in(answer)
+    if not seen or not stated:
+        return None
+    known = [x for text in observations for x in numbers_in(text)]
+    if any(_same(stated[-1], k) for k in known):
+        return None
+    shown = last if len(last) <= 80 else last[:77] + "..."
+    return (
+        f"the answer {answer.strip()[:80]!r} does not state a number the tools returned "
+        f"(the last observation: {shown!r})"
+    )
