@@ -6,7 +6,9 @@ one template ("the area of a triangle with base 10 and height 5" and, under anot
 held-out gain would be memory, not skill. So every training trajectory is compared with
 every held-out task of the run (the evaluation's and the transfer family's) on its user
 request: the same id, or word sets whose Jaccard similarity reaches ``threshold``, and the
-trajectory is dropped. Identical requests among the training data are kept once (dedupe).
+trajectory is dropped. The same request with the same tools among the training data is
+kept once (dedupe); BFCL repeats a request across categories with other tool lists, and
+those are different tasks.
 
 The comparison reads the held-out tasks' *text* only, never an outcome, so it cannot
 tune anything to the evaluation.
@@ -41,6 +43,10 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
 
 def _request(messages: Sequence[Mapping[str, Any]]) -> str:
     return " ".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
+
+
+def _tool_names(traj: Trajectory) -> list[str]:
+    return [str(t.get("function", t).get("name")) for t in traj.tools]
 
 
 @dataclass
@@ -98,7 +104,7 @@ def decontaminate(
 ) -> Decontaminated:
     """Drop held-out tasks, their near-duplicates, and repeated requests (see module docs)."""
     out = Decontaminated()
-    seen: set[frozenset[str]] = set()
+    seen: set[tuple[frozenset[str], tuple[str, ...]]] = set()
     for traj in trajectories:
         task_id = str(traj.meta.get("task_id") or traj.task.get("id") or traj.id)
         text = _request(traj.messages) or str(traj.task.get("prompt") or "")
@@ -107,10 +113,10 @@ def decontaminate(
             out.dropped["held_out" if hit == task_id else "near_held_out"] += 1
             out.matches[task_id] = hit
             continue
-        words = request_words(text)
-        if words in seen:
+        key = (request_words(text), tuple(sorted(_tool_names(traj))))
+        if key in seen:
             out.dropped["duplicate"] += 1
             continue
-        seen.add(words)
+        seen.add(key)
         out.kept.append(traj)
     return out
