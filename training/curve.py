@@ -75,7 +75,12 @@ def curve_points(
     pts = [(0.0, 0, int(before.get("successes") or 0), int(before.get("tasks") or 0))]
     for p in sorted((curve.get("points") or {}).values(), key=lambda p: float(p["share"])):
         pts.append(
-            (float(p["share"]), int(p["runs"]), int(p.get("successes") or 0), int(p.get("tasks") or 0))
+            (
+                float(p["share"]),
+                int(p["runs"]),
+                int(p.get("successes") or 0),
+                int(p.get("tasks") or 0),
+            )
         )
     pts.append((1.0, runs, int(after.get("successes") or 0), int(after.get("tasks") or 0)))
     return pts

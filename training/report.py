@@ -119,6 +119,14 @@ def _delta(before: float | None, after: float | None, *, points: bool) -> str:
     return f"{100 * d:+.1f} pts" if points else f"{d:+,.1f}"
 
 
+def _rate(successes: int, tasks: int) -> dict[str, Any]:
+    return {
+        "tasks": tasks,
+        "successes": successes,
+        "success_rate": successes / tasks if tasks else None,
+    }
+
+
 def _success_cell(r: Mapping[str, Any]) -> str:
     n, k = int(r.get("tasks") or 0), int(r.get("successes") or 0)
     lo, hi = wilson(k, n)
@@ -319,10 +327,8 @@ def write_distill_report(
             root / "eval" / "transfer" / "before.jsonl", root / "eval" / "transfer" / "after.jsonl"
         ),
         curve_rows=[
-            [f"{100 * sh:.0f}%", str(runs), _success_cell({"tasks": n, "successes": k,
-             "success_rate": k / n if n else None})]
-            for sh, runs, k, n in curve
-        ],  # fmt: skip
+            [f"{100 * sh:.0f}%", str(runs), _success_cell(_rate(k, n))] for sh, runs, k, n in curve
+        ],
         val_line=", ".join(f"step {s_}: {v:.3f}" for s_, v in training.get("val_losses") or [])
         or "n/a",
         run=root.name,

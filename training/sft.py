@@ -212,7 +212,9 @@ def sft(
     peft_config = lora_config(cfg, student) if cfg.method == "lora" else None
     train_rows, val_rows = validation_split(conv.rows, cfg.val_fraction)
     dataset = Dataset.from_list([{"messages": r["messages"]} for r in train_rows])
-    val_set = Dataset.from_list([{"messages": r["messages"]} for r in val_rows]) if val_rows else None
+    val_set = (
+        Dataset.from_list([{"messages": r["messages"]} for r in val_rows]) if val_rows else None
+    )
     stopping: dict[str, Any] = {}
     if val_set is not None:
         from transformers import EarlyStoppingCallback

@@ -58,7 +58,9 @@ class BfclEnv(Environment):
         self._items: dict[str, BfclItem] = {}
 
     def _tasks(self, split: str) -> Iterator[Task]:
-        per_cat = [[i for i in load_bfcl(c) if stable_split(i.id) == split] for c in self.categories]
+        per_cat = [
+            [i for i in load_bfcl(c) if stable_split(i.id) == split] for c in self.categories
+        ]
         longest = max((len(items) for items in per_cat), default=0)
         for n in range(longest):
             for items in per_cat:
