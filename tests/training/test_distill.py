@@ -245,3 +245,22 @@ def test_killed_in_the_learning_curve_resumes_there_on_clean_data(tmp_path: Path
         assert traj.meta["task_id"] not in held.ids
         words = request_words(next(m["content"] for m in traj.messages if m["role"] == "user"))
         assert max(similarity(words, h) for _, h in held.words) < cfg.near_duplicate
+
+
+def test_preset_full_is_the_shipped_full_config_and_flags_still_win(tmp_path: Path) -> None:
+    import typer
+
+    from slmkit.apps.cli_train import register
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    register(app)
+    run = tmp_path / "run"
+    args = ["distill", "--preset", "full", "--run-dir", str(run), "--teacher-agent", "gold"]
+    out = CliRunner().invoke(app, [*args, "--train-limit", "1", "--until", "collect"])
+    assert out.exit_code == 0, out.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["samples"] == 4 and cfg["eval_n"] is None and cfg["train_n"] == 1
+    assert cfg["sft"]["val_fraction"] == 0.1 and cfg["sft"]["merge"] is True
+    bad = CliRunner().invoke(app, ["distill", "--preset", "huge", "--run-dir", str(run)])
+    assert bad.exit_code != 0 and "unknown preset 'huge'" in str(bad.exception)
