@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from slmkit.agents import Trajectory
+from slmkit.training.errors import TrainingError
 
 __all__ = ["Decontaminated", "HeldOut", "decontaminate", "request_words", "similarity"]
 
@@ -58,17 +59,34 @@ class HeldOut:
 
     @classmethod
     def from_envs(
-        cls, envs: Iterable[str], split: str, env_options: Mapping[str, Any] | None = None
+        cls,
+        envs: Iterable[str],
+        split: str,
+        env_options: Mapping[str, Any] | None = None,
+        *,
+        limit: int | None = None,
     ) -> HeldOut:
         """Every task of ``split`` of each environment (all of it, not just the evaluated
-        first N: a later, larger evaluation stays clean)."""
+        first N: a later, larger evaluation stays clean); of a procedural, unbounded task
+        set (math generators), the first ``limit``: the ones evaluated."""
         from slmkit.simulators import load_env
 
         out = cls()
         for name in envs:
             env = load_env(name, split=split, **dict(env_options or {}))
             try:
-                for task in env.tasks(limit=None):
+                tasks = env.tasks(limit=None)
+                try:
+                    len(tasks)
+                except TypeError:
+                    if limit is None:
+                        raise TrainingError(
+                            f"the {split} split of {name} is unbounded: which tasks are "
+                            "held out needs a limit",
+                            hint="set eval_n (and transfer_n) for a procedural environment",
+                        ) from None
+                    tasks = env.tasks(limit=limit)
+                for task in tasks:
                     text = str(task.get("prompt") or _request(task.get("messages") or []))
                     out.add(str(task["id"]), text)
             finally:

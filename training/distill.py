@@ -137,6 +137,7 @@ class _Pipeline:
             [cfg.eval_env, *([cfg.transfer_env] if cfg.transfer_env else [])],
             cfg.eval_split,
             cfg.env_options,
+            limit=max((n for n in (cfg.eval_n, cfg.transfer_n) if n is not None), default=None),
         )
         clean = decontaminate(runs, held, threshold=cfg.near_duplicate)
         result = filter_trajectories(

@@ -50,3 +50,16 @@ def test_similarity_tells_a_template_twin_from_another_task() -> None:
     c = request_words("Calculate the factorial of 5 using math functions.")
     assert similarity(a, b) == 1.0
     assert similarity(a, c) < 0.3
+
+
+def test_a_procedural_held_out_set_is_the_evaluated_first_n() -> None:
+    """Generators have no end: the tasks held out are the ones evaluated, and no limit is
+    an error that says so."""
+    import pytest
+
+    from slmkit.training import TrainingError
+
+    held = HeldOut.from_envs(["math"], "test", limit=4)
+    assert len(held.ids) == 4
+    with pytest.raises(TrainingError, match="unbounded"):
+        HeldOut.from_envs(["math"], "test")
