@@ -75,17 +75,13 @@ class HeldOut:
         for name in envs:
             env = load_env(name, split=split, **dict(env_options or {}))
             try:
-                tasks = env.tasks(limit=None)
-                try:
-                    len(tasks)
-                except TypeError:
-                    if limit is None:
-                        raise TrainingError(
-                            f"the {split} split of {name} is unbounded: which tasks are "
-                            "held out needs a limit",
-                            hint="set eval_n (and transfer_n) for a procedural environment",
-                        ) from None
-                    tasks = env.tasks(limit=limit)
+                if env.unbounded and limit is None:
+                    raise TrainingError(
+                        f"the {split} split of {name} is unbounded: which tasks are held "
+                        "out needs a limit",
+                        hint="set eval_n (and transfer_n) for a procedural environment",
+                    )
+                tasks = env.tasks(limit=limit if env.unbounded else None)
                 for task in tasks:
                     text = str(task.get("prompt") or _request(task.get("messages") or []))
                     out.add(str(task["id"]), text)

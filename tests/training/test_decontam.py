@@ -59,7 +59,9 @@ def test_a_procedural_held_out_set_is_the_evaluated_first_n() -> None:
 
     from slmkit.training import TrainingError
 
-    held = HeldOut.from_envs(["math"], "test", limit=4)
-    assert len(held.ids) == 4
+    held = HeldOut.from_envs(["math", "thermostat"], "test", limit=4)
+    thermostat = load_env("thermostat", split="test")
+    assert not thermostat.unbounded  # a finite set: all of it, whatever the limit
+    assert len(held.ids) == 4 + len(list(thermostat.tasks(limit=None)))
     with pytest.raises(TrainingError, match="unbounded"):
         HeldOut.from_envs(["math"], "test")
