@@ -38,6 +38,7 @@ from slmkit.apps.flags import (
     parse_kv,
     validate_config,
 )
+from slmkit.models import SlmkitError
 from slmkit.training import DistillConfig, RlConfig
 
 __all__ = ["register"]
@@ -141,6 +142,9 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="the first N tasks of each training environment")
         ] = _D["train_n"],
         eval_env: Annotated[str, typer.Option(help="held-out environment")] = _D["eval_env"],
+        transfer_env: Annotated[
+            str | None, typer.Option(help="held-out family never trained on ('' for none)")
+        ] = _D["transfer_env"],
         eval_split: Annotated[str, typer.Option(help="held-out split")] = "test",
         eval_limit: Annotated[
             int | None, typer.Option(help="the first N held-out tasks (None: all)")
@@ -165,12 +169,21 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option(help="keep successful runs with a failed tool call")
         ] = True,
         max_per_task: Annotated[int, typer.Option(min=1, help="runs kept per task")] = 1,
-        eval_backend: Annotated[str, typer.Option(help="transformers | llamacpp")] = "transformers",
+        eval_backend: Annotated[str, typer.Option(help="transformers | llamacpp")] = _D[
+            "eval_backend"
+        ],
         collect_workers: Annotated[
             int | None, typer.Option(help="concurrent teacher episodes (batched decoding)")
-        ] = None,
+        ] = _D["collect_workers"],
         eval_workers: Annotated[
             int | None, typer.Option(help="concurrent eval episodes (batched decoding)")
+        ] = _D["eval_workers"],
+        preset: Annotated[
+            str | None,
+            typer.Option(
+                help="laptop (the defaults) | full (all training tasks, more attempts, every "
+                "held-out task): a shipped config, used when --config is not given"
+            ),
         ] = None,
         seed: Annotated[int, typer.Option(help="seed")] = 0,
         progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
@@ -195,12 +208,18 @@ def register(app: typer.Typer) -> None:
         """Teacher agent -> verified trajectories -> SFT student -> before/after report."""
         if ctx.invoked_subcommand is not None:
             return
-        from slmkit.training import distill
+        from slmkit.training import config_file, distill
+
+        if preset is not None and config is None:
+            if preset not in ("laptop", "full"):
+                raise SlmkitError(f"unknown preset {preset!r}", hint="use laptop or full")
+            config = config_file("distill" if preset == "laptop" else "distill-full")
 
         fields: dict[str, Any] = {
             "run_dir": run_dir, "runs_root": runs_root,
             "train_env": train_env or list(_D["train_envs"]),
             "train_split": train_split, "train_limit": train_limit, "eval_env": eval_env,
+            "transfer_env": transfer_env or None,
             "eval_split": eval_split, "eval_limit": eval_limit, "teacher": teacher,
             "teacher_agent": teacher_agent, "samples": samples,
             "sample_temperature": sample_temperature,

@@ -121,6 +121,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         samples=args.samples,
         eval_env=args.eval_env,
         eval_n=args.eval_n,
+        transfer_env=None,  # this comparison is the first thought, on one held-out set
+        curve=[],
+        eval_backend="transformers",  # as measured in results/first_thought.md
         sft=SftConfig(merge=True, max_steps=args.sft_steps, progress=False),
         progress=False,
     )

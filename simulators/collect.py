@@ -20,8 +20,9 @@ failed to parse (``drop_parse_errors``), runs cut off by ``max_steps``
 (``drop_max_steps``) and runs that raised are dropped; a run whose tool call failed but
 which still succeeded is kept: recovering from a tool error is worth learning.
 
-Rejection sampling (``samples=K``): up to K attempts per task at ``sample_temperature``
-with different seeds; the first one the environment verifies is kept. Tokens, time and
+Rejection sampling (``samples=K``): up to K attempts per task, the first greedy, the
+rest at ``sample_temperature`` with different seeds; the first one the environment
+verifies is kept. Tokens, time and
 cost of every attempt count in the summary.
 
 Concurrency: ``workers`` episodes run at once (:class:`~slmkit.simulators.episodes.

@@ -56,7 +56,7 @@ class CollectConfig(BaseModel):
     )
     samples: int = Field(default=1, ge=1, description="attempts per task (rejection sampling)")
     sample_temperature: float = Field(
-        default=0.7, gt=0, description="temperature of attempts when samples > 1"
+        default=0.7, gt=0, description="temperature of attempts after the first (greedy) one"
     )
     seed: int = Field(default=0, description="seed of the first attempt (attempt i uses seed + i)")
     first_thought_prefix: str | None = Field(
@@ -189,7 +189,8 @@ class TaskRunner:
         cfg = self.cfg
         opts = dict(cfg.agent_options)
         opts["seed"] = cfg.seed + attempt
-        if cfg.samples > 1:
+        if cfg.samples > 1 and attempt > 0:
+            # the first attempt is the agent's greedy one: sampling only adds what it missed
             opts["temperature"] = cfg.sample_temperature
         if cfg.first_thought_prefix:
             opts["first_thought"] = cfg.first_thought_prefix

@@ -28,7 +28,7 @@ __all__ = [
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
-STAGES: tuple[str, ...] = ("collect", "filter", "sft", "rl", "eval", "report")
+STAGES: tuple[str, ...] = ("collect", "filter", "sft", "rl", "eval", "curve", "report")
 """The stages of ``distill``, in order; each writes ``<run>/<stage>/status.json``."""
 
 
@@ -132,6 +132,16 @@ class SftConfig(TrainerOptions):
         description="replace the header of each trajectory's system prompt with this text "
         "(its tool list is kept); the student must then run with the same prompt",
     )
+    val_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of the trajectories held back (by task id) as a validation slice: "
+        "its loss is measured every save_steps and the best checkpoint is kept (0: none)",
+    )
+    early_stopping_patience: int = Field(
+        2, ge=1, description="validation checks without a better loss before training stops"
+    )
 
     def resolved(self) -> SftConfig:
         """A copy with every ``None`` hardware default filled in for this machine."""
@@ -206,16 +216,19 @@ class RlConfig(TrainerOptions):
 
 def _distill_sft_default() -> SftConfig:
     # A merged student is a plain HF folder: transformers, vLLM and the GGUF export take it.
-    return SftConfig(merge=True)
+    # A tenth of the training tasks is the validation slice that stops training in time.
+    return SftConfig(merge=True, epochs=2, val_fraction=0.1, save_steps=10)
 
 
 class DistillConfig(BaseModel):
     """Everything one ``agentctl distill`` run needs; ``--config distill.yaml`` holds it.
 
-    The defaults are the laptop run: the embedded SmolLM2-135M teaches itself with more
-    test-time compute (``samples`` attempts per task, kept only when the environment's
-    reward verifies them) on BFCL ``simple`` and ``multiple`` training items, and the
-    student is measured before and after on held-out ``simple`` items.
+    The defaults are the laptop run (``--preset laptop``): the embedded SmolLM2-135M
+    teaches itself with more test-time compute (``samples`` attempts per task, the first
+    greedy, kept only when the environment's reward verifies them) on BFCL ``simple``,
+    ``multiple`` and ``parallel_multiple`` training items; the student is measured before
+    and after on held-out items of those categories, and on ``parallel``, a family it
+    never trained on (transfer).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -224,14 +237,35 @@ class DistillConfig(BaseModel):
     runs_root: Path = Field(Path("runs"), description="where new run folders go")
     # data
     train_envs: list[str] = Field(
-        default_factory=lambda: ["bfcl:simple", "bfcl:multiple"],
+        default_factory=lambda: ["bfcl:simple", "bfcl:multiple", "bfcl:parallel_multiple"],
         description="environments the teacher collects on",
     )
     train_split: str = Field("train", description="split the teacher collects on")
-    train_n: int | None = Field(20, ge=1, description="tasks per training environment (None: all)")
-    eval_env: str = Field("bfcl:simple", description="environment of the held-out evaluation")
+    train_n: int | None = Field(60, ge=1, description="tasks per training environment (None: all)")
+    eval_env: str = Field(
+        "bfcl:simple+multiple+parallel_multiple",
+        description="environment of the held-out evaluation (the trained categories)",
+    )
     eval_split: str = Field("test", description="held-out split (never collected on)")
-    eval_n: int | None = Field(30, ge=1, description="held-out tasks (None: the whole split)")
+    eval_n: int | None = Field(120, ge=1, description="held-out tasks (None: the whole split)")
+    transfer_env: str | None = Field(
+        "bfcl:parallel",
+        description="a held-out family never trained on, evaluated before and after too "
+        "(None: none)",
+    )
+    transfer_n: int | None = Field(None, ge=1, description="transfer tasks (None: all)")
+    near_duplicate: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="training runs whose request is this similar (word Jaccard) to any "
+        "held-out task are dropped (slmkit.training.decontam)",
+    )
+    curve: list[float] = Field(
+        default_factory=lambda: [0.25, 0.5],
+        description="learning curve: students trained on these shares of the data too, "
+        "evaluated on the held-out tasks (0 and 1 are before and after; []: no curve)",
+    )
     env_options: dict[str, Any] = Field(default_factory=dict, description="environment options")
     # teacher
     teacher: str = Field("llamacpp:smollm2", description="teacher ChatModel spec")
@@ -243,7 +277,9 @@ class DistillConfig(BaseModel):
         description="tool: the teacher model as a ToolAgent; gold: the environment's "
         "reference actions replayed (an oracle teacher, and fast tests)",
     )
-    samples: int = Field(3, ge=1, description="teacher attempts per task (rejection sampling)")
+    samples: int = Field(
+        3, ge=1, description="teacher attempts per task, the first greedy (rejection sampling)"
+    )
     sample_temperature: float = Field(0.7, gt=0, description="temperature of sampled attempts")
     first_thought_prefix: str | None = Field(
         None, description="the teacher's first thought starts with this (Agent Distillation)"
@@ -257,7 +293,7 @@ class DistillConfig(BaseModel):
         default_factory=dict, description="AgentConfig fields for teacher and student"
     )
     collect_workers: int | None = Field(
-        None, ge=1, description="concurrent teacher episodes, decoded together by the teacher"
+        2, ge=1, description="concurrent teacher episodes, decoded together by the teacher"
     )
     # filter
     keep_recovered_errors: bool = Field(
@@ -278,12 +314,12 @@ class DistillConfig(BaseModel):
         "defaults to the first training environment, its model is always the student",
     )
     eval_backend: Literal["transformers", "llamacpp"] = Field(
-        "transformers",
+        "llamacpp",
         description="how the students before and after run: transformers (the HF folders "
         "as trained), or llamacpp (both exported to F16 GGUF the same way)",
     )
     eval_workers: int | None = Field(
-        None, ge=1, description="concurrent eval episodes, decoded together by the student"
+        2, ge=1, description="concurrent eval episodes, decoded together by the student"
     )
     seed: int = Field(0, description="seed of collection and training")
     progress: bool = Field(True, description="show progress bars")
@@ -297,4 +333,6 @@ class DistillConfig(BaseModel):
                 "generate_first_thought needs a model teacher (teacher_agent='tool') and no "
                 "first_thought_prefix"
             )
+        if any(not 0 < f < 1 for f in self.curve):
+            raise ValueError("curve shares lie strictly between 0 and 1 (0 and 1 always run)")
         return self

@@ -5,13 +5,18 @@ Stages, each in its own folder of the run (``runs/distill-<time>/``) with a stat
 
     collect   the teacher agent over the training tasks, ``samples`` attempts per task,
               the first one the environment verifies kept (rejection sampling)
-    filter    correct, well-formed, ended on its own; recovered tool errors kept
+    filter    correct, well-formed, ended on its own; recovered tool errors kept; no
+              held-out task or near-duplicate of one, no repeated request
+              (:mod:`slmkit.training.decontam`)
     sft       the student fine-tuned on them (:func:`~slmkit.training.sft`)
     rl        with ``rl`` set (``agentctl distill --rl``): GRPO from the SFT student on
               the training environment (:func:`~slmkit.training.rl`), its policy in
               ``<run>/rl/run/policy``; skipped otherwise
     eval      the student before and after (and after RL), on held-out tasks, with the
-              metrics of ``agentctl eval`` (:func:`slmkit.simulators.evaluate`)
+              metrics of ``agentctl eval`` (:func:`slmkit.simulators.evaluate`), and on
+              a held-out family never trained on (``transfer_env``)
+    curve     students on 25 % and 50 % of the data, evaluated the same way: the
+              learning curve (:mod:`slmkit.training.curve`)
     report    ``report.md`` and ``report.png``: success with Wilson intervals, schema-
               valid and executable-call rates, tokens per task, wall time per stage
 
@@ -125,11 +130,22 @@ class _Pipeline:
         for path in sorted((self.root / "collect").glob("*.jsonl")):
             if not path.name.endswith(".ledger.jsonl"):
                 runs.extend(read_trajectories(path))
-        result = filter_trajectories(
-            runs,
-            keep_recovered_errors=self.cfg.keep_recovered_errors,
-            max_per_task=self.cfg.max_per_task,
+        from slmkit.training.decontam import HeldOut, decontaminate
+
+        cfg = self.cfg
+        held = HeldOut.from_envs(
+            [cfg.eval_env, *([cfg.transfer_env] if cfg.transfer_env else [])],
+            cfg.eval_split,
+            cfg.env_options,
+            limit=max((n for n in (cfg.eval_n, cfg.transfer_n) if n is not None), default=None),
         )
+        clean = decontaminate(runs, held, threshold=cfg.near_duplicate)
+        result = filter_trajectories(
+            clean.kept,
+            keep_recovered_errors=cfg.keep_recovered_errors,
+            max_per_task=cfg.max_per_task,
+        )
+        result.dropped.update(clean.dropped)
         if not result.kept:
             raise TrainingError(
                 f"no teacher trajectory passed the filter ({dict(result.dropped)})",
@@ -145,14 +161,14 @@ class _Pipeline:
             "kept": len(result.kept),
             "dropped": dict(result.dropped),
             "recovered_errors": result.recovered_errors,
+            "held_out_matches": clean.matches,
             "train_file": str(out),
         }
 
     # ------------------------------------------------------------------ sft
 
-    def sft(self, folder: Path) -> dict[str, Any]:
-        from slmkit.training.sft import sft
-
+    def sft_config(self) -> Any:
+        """The SFT options of every student of the run (the full one and the curve's)."""
         cfg = self.cfg
         prompt = cfg.student_system_prompt
         sft_cfg = cfg.sft.model_copy(
@@ -160,11 +176,16 @@ class _Pipeline:
         )
         if not sft_cfg.progress or not cfg.progress:
             sft_cfg = sft_cfg.model_copy(update={"progress": False})
+        return sft_cfg
+
+    def sft(self, folder: Path) -> dict[str, Any]:
+        from slmkit.training.sft import sft
+
         path = sft(
             self.root / "filter" / "train.jsonl",
-            model=cfg.student,
+            model=self.cfg.student,
             out_dir=self.root / "student",
-            config=sft_cfg,
+            config=self.sft_config(),
             work_dir=folder / "work",
         )
         meta = json.loads((path / "slmkit_student.json").read_text())
@@ -172,6 +193,9 @@ class _Pipeline:
             "base",
             "method",
             "rows",
+            "val_rows",
+            "val_losses",
+            "best_step",
             "agent_tokens",
             "steps",
             "train_loss",
@@ -227,25 +251,55 @@ class _Pipeline:
             opts.setdefault("first_thought", "")
         return opts
 
-    def eval(self, folder: Path) -> dict[str, Any]:
+    def _evaluate(
+        self, folder: Path, env: str, n: int | None, *, base: bool, trained: Path, **more: Path
+    ) -> dict[str, Any]:
         from slmkit.training.evaluation import eval_before_after
         from slmkit.training.sft import resolve_student
 
         cfg = self.cfg
-        policy = self.root / "rl" / "run" / "policy"
         return eval_before_after(
             folder,
-            env=cfg.eval_env,
+            env=env,
             split=cfg.eval_split,
-            n=cfg.eval_n,
-            base=resolve_student(cfg.student),
-            trained=self.root / "student",
-            more={"after_rl": policy} if cfg.rl is not None else None,
+            n=n,
+            base=resolve_student(cfg.student) if base else None,
+            trained=trained,
+            more=more,
             env_options=cfg.env_options,
             agent_options=self.eval_agent_options(),
             backend=cfg.eval_backend,
             workers=cfg.eval_workers,
             progress=cfg.progress,
+            say=self.say,
+        )
+
+    def eval(self, folder: Path) -> dict[str, Any]:
+        cfg = self.cfg
+        student = self.root / "student"
+        rl = {"after_rl": self.root / "rl" / "run" / "policy"} if cfg.rl is not None else {}
+        out = self._evaluate(folder, cfg.eval_env, cfg.eval_n, base=True, trained=student, **rl)
+        if cfg.transfer_env:
+            out["transfer"] = self._evaluate(
+                folder / "transfer", cfg.transfer_env, cfg.transfer_n, base=True, trained=student
+            )
+        return out
+
+    # ------------------------------------------------------------------ curve
+
+    def curve(self, folder: Path) -> dict[str, Any]:
+        from slmkit.training.curve import learning_curve
+
+        if not self.cfg.curve:
+            return {"skipped": "no learning curve (curve: [])"}
+        return learning_curve(
+            folder,
+            self.cfg,
+            train_file=self.root / "filter" / "train.jsonl",
+            sft_config=self.sft_config(),
+            eval_one=lambda sub, student: self._evaluate(
+                sub, self.cfg.eval_env, self.cfg.eval_n, base=False, trained=student
+            )["after"],
             say=self.say,
         )
 
@@ -272,7 +326,10 @@ def _depends(cfg: DistillConfig) -> dict[str, Any]:
             "teacher_options", "samples", "sample_temperature", "first_thought_prefix",
             "generate_first_thought", "agent_options", "seed",
         ),
-        "filter": pick("keep_recovered_errors", "max_per_task"),
+        "filter": pick(
+            "keep_recovered_errors", "max_per_task", "eval_env", "eval_split", "transfer_env",
+            "near_duplicate",
+        ),
         "sft": {
             **pick("student", "student_system_prompt", "seed"),
             "sft": {k: v for k, v in c["sft"].items() if k not in ("progress", "report_to")},
@@ -285,10 +342,15 @@ def _depends(cfg: DistillConfig) -> dict[str, Any]:
         },
         "eval": {
             **pick(
-                "eval_env", "eval_split", "eval_n", "env_options", "agent_options", "eval_backend"
+                "eval_env", "eval_split", "eval_n", "env_options", "agent_options",
+                "eval_backend", "transfer_env", "transfer_n",
             ),
             "rl": c["rl"] is not None,
         },
+        "curve": pick(
+            "curve", "eval_env", "eval_split", "eval_n", "env_options", "agent_options",
+            "eval_backend",
+        ),
         "report": {},
     }  # fmt: skip
 
@@ -322,6 +384,7 @@ def distill(
         Stage("sft", pipe.sft, deps["sft"]),
         Stage("rl", pipe.rl, deps["rl"]),
         Stage("eval", pipe.eval, deps["eval"]),
+        Stage("curve", pipe.curve, deps["curve"]),
         Stage("report", pipe.report, deps["report"]),
     ]
     done = run_stages(

@@ -21,24 +21,24 @@ __all__ = ["eval_before_after"]
 
 def _models(
     folder: Path,
-    base: Path,
+    base: Path | None,
     trained: Mapping[str, Path],
     backend: Literal["transformers", "llamacpp"],
     workers: int,
 ) -> dict[str, tuple[str, Callable[[], ChatModel]]]:
-    """Each model's spec and loader (``before``, then ``trained`` by label), sized for
-    ``workers`` concurrent episodes."""
+    """Each model's spec and loader (``before`` unless ``base`` is None, then ``trained``
+    by label), sized for ``workers`` concurrent episodes."""
     sized = batching_options("llamacpp:model", workers)
+    out: dict[str, tuple[str, Callable[[], ChatModel]]] = {}
     if backend == "llamacpp":
         from slmkit.training.export import export_gguf
 
-        base_gguf = export_gguf(base, folder / "base-f16.gguf")
-        out: dict[str, tuple[str, Callable[[], ChatModel]]] = {
-            "before": (
+        if base is not None:
+            base_gguf = export_gguf(base, folder / "base-f16.gguf")
+            out["before"] = (
                 f"llamacpp:{base_gguf}",
                 lambda: load_model(f"llamacpp:{base_gguf}", cache=False, **sized),
             )
-        }
         for label, path in trained.items():
             gguf = export_gguf(path)
             out[label] = (
@@ -46,9 +46,11 @@ def _models(
                 lambda g=gguf, p=path: load_student(f"llamacpp:{g}", p, **sized),  # type: ignore[misc]
             )
         return out
-    out = {
-        "before": (f"transformers:{base}", lambda: load_model(f"transformers:{base}", cache=False))
-    }
+    if base is not None:
+        out["before"] = (
+            f"transformers:{base}",
+            lambda: load_model(f"transformers:{base}", cache=False),
+        )
     for label, path in trained.items():
         out[label] = (
             f"transformers:{path}",
@@ -63,7 +65,7 @@ def eval_before_after(
     env: str,
     split: str,
     n: int | None,
-    base: Path,
+    base: Path | None,
     trained: Path,
     more: Mapping[str, Path] | None = None,
     env_options: dict[str, Any] | None = None,
@@ -75,12 +77,15 @@ def eval_before_after(
 ) -> dict[str, Any]:
     """Evaluate ``base``, ``trained`` (and ``more``, by label) on ``env``; return the reports.
 
+    ``base=None`` evaluates the trained models only (a learning-curve point).
+
     Results go to ``folder/before.jsonl``, ``folder/after.jsonl`` and ``folder/<label>.jsonl``
     (resumable, like any evaluation), with their summaries beside them.
     """
     from slmkit.simulators import EvalConfig, evaluate
 
     out: dict[str, Any] = {}
+    folder.mkdir(parents=True, exist_ok=True)
     models = _models(folder, base, {"after": trained, **(more or {})}, backend, workers or 1)
     for label, (spec, make) in models.items():
         if say is not None:

@@ -18,9 +18,11 @@ from typing import Any
 
 from slmkit.agents import read_trajectories
 from slmkit.training.config import DistillConfig, RlConfig
+from slmkit.training.curve import curve_chart, curve_points
 from slmkit.training.stages import StageStatus
 
 __all__ = [
+    "category_rows",
     "paired_outcomes",
     "sign_test",
     "wilson",
@@ -54,6 +56,29 @@ def _successes(path: Path) -> dict[str, bool]:
     if not path.is_file():
         return {}
     return {t.id: bool(t.meta.get("success")) for t in read_trajectories(path)}
+
+
+def _categories(path: Path) -> dict[str, str]:
+    if not path.is_file():
+        return {}
+    return {t.id: str(t.task.get("category") or "all") for t in read_trajectories(path)}
+
+
+def category_rows(before: Path, after: Path) -> list[list[str]]:
+    """Per task category: success before and after (Wilson), fixed, broken, sign test."""
+    b, a, cats = _successes(before), _successes(after), _categories(after)
+    rows = []
+    for cat in sorted(set(cats.values())):
+        ids = [t for t, c in cats.items() if c == cat and t in b]
+        kb, ka = sum(b[t] for t in ids), sum(a[t] for t in ids)
+        fixed = sum(1 for t in ids if a[t] and not b[t])
+        broken = sum(1 for t in ids if b[t] and not a[t])
+        cells = []
+        for k in (kb, ka):
+            lo, hi = wilson(k, len(ids))
+            cells.append(f"{k}/{len(ids)} [{100 * lo:.0f}, {100 * hi:.0f}]")
+        rows.append([cat, *cells, str(fixed), str(broken), f"{sign_test(fixed, broken):.3f}"])
+    return rows
 
 
 def paired_outcomes(before: Path, after: Path) -> dict[str, Any]:
@@ -92,6 +117,14 @@ def _delta(before: float | None, after: float | None, *, points: bool) -> str:
         return "n/a"
     d = after - before
     return f"{100 * d:+.1f} pts" if points else f"{d:+,.1f}"
+
+
+def _rate(successes: int, tasks: int) -> dict[str, Any]:
+    return {
+        "tasks": tasks,
+        "successes": successes,
+        "success_rate": successes / tasks if tasks else None,
+    }
 
 
 def _success_cell(r: Mapping[str, Any]) -> str:
@@ -278,8 +311,26 @@ def write_distill_report(
     losses = training.get("losses") or []
     loss_line = f"{losses[0]:.3f} (first step) -> {losses[-1]:.3f} (last)" if losses else "n/a"
     stage_rows, walls = _stage_rows(statuses)
+    transfer = ev.get("transfer") or {}
+    tb, ta = transfer.get("before") or {}, transfer.get("after") or {}
+    curve_out = _outputs(statuses, "curve")
+    curve = (
+        curve_points(curve_out, before, after, int(training.get("rows") or 0))
+        if curve_out.get("points") and before and after
+        else []
+    )
     md = _render(
         "distill_report.md.jinja",
+        categories=category_rows(root / "eval" / "before.jsonl", root / "eval" / "after.jsonl"),
+        transfer_rows=_result_rows(tb, ta)[:3] if tb and ta else [],
+        transfer_paired=paired_outcomes(
+            root / "eval" / "transfer" / "before.jsonl", root / "eval" / "transfer" / "after.jsonl"
+        ),
+        curve_rows=[
+            [f"{100 * sh:.0f}%", str(runs), _success_cell(_rate(k, n))] for sh, runs, k, n in curve
+        ],
+        val_line=", ".join(f"step {s_}: {v:.3f}" for s_, v in training.get("val_losses") or [])
+        or "n/a",
         run=root.name,
         cfg=cfg,
         total_wall=_secs(sum(walls)),
@@ -299,6 +350,8 @@ def write_distill_report(
     md_path, png_path = root / "report.md", root / "report.png"
     md_path.write_text(md, encoding="utf-8")
     _chart(before, after, stage_rows, walls, png_path)
+    if curve:
+        curve_chart(curve, [wilson(p[2], p[3]) for p in curve], root / "curve.png")
     return md_path, png_path
 
 

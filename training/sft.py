@@ -20,12 +20,13 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from slmkit.agents import Trajectory, read_trajectories
-from slmkit.models import EMBEDDED_MODELS, existing_path, parse_spec
+from slmkit.models import EMBEDDED_MODELS, SlmkitError, existing_path, parse_spec
 from slmkit.training.config import SftConfig
 from slmkit.training.data import (
     assistant_token_mask,
@@ -44,6 +45,7 @@ __all__ = [
     "save_model",
     "sft",
     "source_gguf",
+    "validation_split",
 ]
 
 
@@ -77,18 +79,32 @@ def resolve_student(model: str) -> Path:
 
 
 def source_gguf(folder: Path) -> str | None:
-    """The GGUF an HF folder was converted from (through any chain of students)."""
+    """The GGUF an HF folder was converted from (through any chain of students).
+
+    A recorded path that no longer exists (the conversion cache is shared by every
+    environment of the machine, and the one that converted may be gone) is looked up by
+    file name among this install's embedded models: the same file, found where it is now.
+    """
     meta = read_student_meta(folder)
-    if meta.get("source_gguf"):
-        return str(meta["source_gguf"])
+    src = meta.get("source_gguf")
     marker = folder / ".complete"
-    if marker.is_file():
+    if not src and marker.is_file():
         try:
             src = json.loads(marker.read_text()).get("source")
         except (json.JSONDecodeError, AttributeError):
             return None
-        return str(src) if src else None
-    return None
+    if not src:
+        return None
+    if not Path(str(src)).is_file():
+        from slmkit.models import embedded_gguf
+
+        for alias, (_dist, file_name) in EMBEDDED_MODELS.items():
+            if Path(str(src)).name == file_name:
+                try:
+                    return str(embedded_gguf(alias))
+                except SlmkitError:
+                    break
+    return str(src)
 
 
 def last_checkpoint(folder: Path) -> str | None:
@@ -113,6 +129,25 @@ def last_checkpoint(folder: Path) -> str | None:
             continue
         return str(path)
     return None
+
+
+def validation_split(
+    rows: list[dict[str, Any]], fraction: float
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(train, validation)``: about ``fraction`` of the rows, picked by a hash of their id
+    (the same rows on every run and resume), held back; none when that leaves fewer than
+    two on either side."""
+    if fraction <= 0:
+        return rows, []
+    val = [r for r in rows if zlib.crc32(str(r.get("id")).encode()) % 1000 < fraction * 1000]
+    if len(val) < 2 or len(rows) - len(val) < 2:
+        return rows, []
+    ids = {id(r) for r in val}
+    return [r for r in rows if id(r) not in ids], val
+
+
+def _best_step(checkpoint: str | None) -> int | None:
+    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else None
 
 
 def _load_trajectories(data: Iterable[Trajectory] | str | Path) -> list[Trajectory]:
@@ -175,7 +210,24 @@ def sft(
     weights_dtype = torch_dtype(cfg.precision if cfg.method == "lora" else "fp32")
     student = AutoModelForCausalLM.from_pretrained(str(base), dtype=weights_dtype)
     peft_config = lora_config(cfg, student) if cfg.method == "lora" else None
-    dataset = Dataset.from_list([{"messages": r["messages"]} for r in conv.rows])
+    train_rows, val_rows = validation_split(conv.rows, cfg.val_fraction)
+    dataset = Dataset.from_list([{"messages": r["messages"]} for r in train_rows])
+    val_set = (
+        Dataset.from_list([{"messages": r["messages"]} for r in val_rows]) if val_rows else None
+    )
+    stopping: dict[str, Any] = {}
+    if val_set is not None:
+        from transformers import EarlyStoppingCallback
+
+        callbacks = [*(callbacks or []), EarlyStoppingCallback(cfg.early_stopping_patience)]
+        stopping = {
+            "eval_strategy": "steps",
+            "eval_steps": cfg.save_steps,
+            "load_best_model_at_end": True,
+            "metric_for_best_model": "eval_loss",
+            "greater_is_better": False,
+            "per_device_eval_batch_size": cfg.batch_size,
+        }
     work.mkdir(parents=True, exist_ok=True)
     trainer = SFTTrainer(
         model=student,
@@ -191,8 +243,10 @@ def sft(
             max_length=cfg.max_length,
             packing=False,
             dataloader_num_workers=0,
+            **stopping,
         ),
         train_dataset=dataset,
+        eval_dataset=val_set,
         processing_class=train_tok,
         peft_config=peft_config,
         callbacks=callbacks,
@@ -214,7 +268,10 @@ def sft(
         "merged": cfg.method == "full" or cfg.merge,
         "system_prompt": cfg.system_prompt or "agent",
         "trajectories": len(trajs),
-        "rows": len(conv.rows),
+        "rows": len(train_rows),
+        "val_rows": len(val_rows),
+        "val_losses": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h],
+        "best_step": _best_step(trainer.state.best_model_checkpoint),
         "dropped": dict(conv.dropped),
         "agent_tokens": trained_tokens,
         "resumed_from": last,

@@ -8,7 +8,9 @@ attempted, including ones the registry rejected. One agent step is the whole tas
 parallel calls on for the parallel categories: :meth:`BfclEnv.agent_hints` says so.
 
 BFCL has no train/test split; :func:`~slmkit.simulators.tasks.stable_split` assigns one
-from each id (20 % test).
+from each id (20 % test). Several categories joined by ``+`` (``bfcl:simple+multiple``)
+are one environment that interleaves them, like ``bfcl`` alone does with all five: one
+evaluation over the categories a student was trained on, with one paired comparison.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ class BfclEnv(Environment):
     """BFCL as an environment (see the module docs).
 
     Args:
-        category: one category, or None for all five interleaved (item 0 of each, then
-            item 1 of each, ...), so a small ``limit`` still samples every category.
+        category: one category, several joined by ``+``, or None for all five; several
+            are interleaved (item 0 of each, then item 1 of each, ...), so a small
+            ``limit`` still samples every one of them.
         split, limit: as for every environment.
     """
 
@@ -48,20 +51,16 @@ class BfclEnv(Environment):
         self, *, category: str | None = None, split: str = "test", limit: int | None = None
     ) -> None:
         super().__init__(split=split, limit=limit)
-        if category is not None and category not in BFCL_ENV_CATEGORIES:
-            known = {"simple_python": "simple", **{c: c for c in BFCL_CATEGORIES}}
-            if category not in known:
-                raise SimulationError(
-                    f"unknown BFCL category {category!r}",
-                    hint=f"choose one of {', '.join(BFCL_ENV_CATEGORIES)}",
-                )
-            category = known[category]
-        self.category = category
+        self.categories = (
+            [_category(c) for c in category.split("+")] if category else list(BFCL_ENV_CATEGORIES)
+        )
+        self.category = "+".join(self.categories) if category else None
         self._items: dict[str, BfclItem] = {}
 
     def _tasks(self, split: str) -> Iterator[Task]:
-        cats = [self.category] if self.category else list(BFCL_ENV_CATEGORIES)
-        per_cat = [[i for i in load_bfcl(c) if stable_split(i.id) == split] for c in cats]
+        per_cat = [
+            [i for i in load_bfcl(c) if stable_split(i.id) == split] for c in self.categories
+        ]
         longest = max((len(items) for items in per_cat), default=0)
         for n in range(longest):
             for items in per_cat:
@@ -127,6 +126,18 @@ class BfclEnv(Environment):
         if task.get("category") == "irrelevance":
             return "None of the available functions can do this."
         return None
+
+
+def _category(name: str) -> str:
+    if name in BFCL_ENV_CATEGORIES:
+        return name
+    known = {"simple_python": "simple", **{c: c for c in BFCL_CATEGORIES}}
+    if name not in known:
+        raise SimulationError(
+            f"unknown BFCL category {name!r}",
+            hint=f"choose one of {', '.join(BFCL_ENV_CATEGORIES)} (several joined by '+')",
+        )
+    return known[name]
 
 
 def _acknowledge(**arguments: Any) -> dict[str, Any]:

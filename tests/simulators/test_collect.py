@@ -242,3 +242,16 @@ def test_first_thought_options_that_contradict_are_refused() -> None:
         CollectConfig(env="math", generate_first_thought=True, first_thought_prefix="I")
     with pytest.raises(ValueError, match="needs a model agent"):
         CollectConfig(env="math", agent="gold", generate_first_thought=True)
+
+
+def test_the_first_attempt_is_greedy_and_the_rest_are_sampled(tmp_path: Path) -> None:
+    """Sampling only adds what the agent's own (greedy) answer missed."""
+    from slmkit.simulators.episodes import TaskRunner
+
+    cfg = CollectConfig(
+        env="bfcl:simple", samples=3, sample_temperature=0.9, out=tmp_path / "runs.jsonl"
+    )
+    runner = TaskRunner(cfg, None)
+    assert "temperature" not in runner.agent_options(0)
+    assert [runner.agent_options(a)["temperature"] for a in (1, 2)] == [0.9, 0.9]
+    assert len({runner.agent_options(a)["seed"] for a in range(3)}) == 3

@@ -27,7 +27,13 @@ def test_shipped_configs_are_found_by_name_and_a_path_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     names = set(shipped_configs())
-    assert names == {"distill", "accelerate/ddp", "accelerate/fsdp", "accelerate/deepspeed_zero2"}
+    assert names == {
+        "distill",
+        "distill-full",
+        "accelerate/ddp",
+        "accelerate/fsdp",
+        "accelerate/deepspeed_zero2",
+    }
     for name in names:
         assert isinstance(yaml.safe_load(config_file(name).read_text(encoding="utf-8")), dict)
     assert config_file("distill.yaml") == config_file("distill") == shipped_configs()["distill"]

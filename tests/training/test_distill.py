@@ -1,4 +1,5 @@
-"""A distillation run killed (SIGKILL) in its sft stage resumes there, collect untouched."""
+"""A distillation run killed (SIGKILL) in its sft or curve stage resumes there, the stages
+before it untouched; its training data holds no held-out task or near-duplicate."""
 
 from __future__ import annotations
 
@@ -37,7 +38,10 @@ def test_killed_in_sft_resumes_there_without_redoing_collect(tmp_path: Path) -> 
         teacher_agent="gold",  # reference actions: a fast, deterministic teacher
         train_envs=["bfcl:simple"],
         train_n=4,
+        eval_env="bfcl:simple",
         eval_n=1,
+        transfer_env=None,
+        curve=[],
         sft=SftConfig(
             max_steps=3, batch_size=2, save_steps=1, max_length=384, merge=True, progress=False
         ),
@@ -157,6 +161,8 @@ def test_distill_with_rl_reports_before_sft_after_sft_and_after_rl(tmp_path: Pat
         train_n=2,
         eval_env="thermostat",
         eval_n=2,
+        transfer_env=None,
+        curve=[],
         sft=SftConfig(max_steps=1, batch_size=2, max_length=384, merge=True, progress=False),
         rl=RlConfig(n=1, num_generations=2, max_steps=1, max_completion_length=128),
         progress=False,
@@ -170,3 +176,91 @@ def test_distill_with_rl_reports_before_sft_after_sft_and_after_rl(tmp_path: Pat
     assert "## After RL" in report
     for row in ("| before SFT |", "| after SFT |", "| after RL |", "after SFT -> after RL"):
         assert row in report
+
+
+@pytest.mark.slow
+def test_killed_in_the_learning_curve_resumes_there_on_clean_data(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    cfg = DistillConfig(
+        run_dir=run,
+        teacher_agent="gold",
+        train_envs=["bfcl:simple", "bfcl:parallel_multiple"],
+        train_n=9,  # simple's 9th training item nearly duplicates a held-out one
+        eval_n=2,
+        transfer_n=1,
+        curve=[0.5],
+        sft=SftConfig(
+            max_steps=3, batch_size=2, save_steps=1, max_length=384, merge=True, progress=False
+        ),
+        progress=False,
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, cfg.model_dump_json()],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    checkpoint = run / "curve" / "p050" / "work" / "checkpoints" / "checkpoint-1"
+    deadline = time.time() + 900
+    try:
+        while not (checkpoint / "trainer_state.json").is_file():
+            assert child.poll() is None, (
+                child.stderr.read().decode()[-2000:] if child.stderr else ""
+            )
+            assert time.time() < deadline, "the curve stage never wrote a checkpoint"
+            time.sleep(0.5)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+    folder = RunFolder(run, STAGES)
+    curve_status = folder.status("curve")
+    assert curve_status is not None and curve_status.state == "running"
+    before = {stage: _files(run / stage) for stage in ("collect", "filter", "sft", "eval")}
+
+    said: list[tuple[str, str]] = []
+    result = distill(cfg, announce=lambda stage, msg: said.append((stage, msg)))
+
+    assert ("curve", "resuming") in said
+    assert ("eval", "done earlier: skipped") in said
+    for stage, files in before.items():
+        assert _files(run / stage) == files, stage  # nothing before the curve redone
+    point = result.outputs("curve")["points"]["p050"]
+    assert point["share"] == 0.5 and point["tasks"] == 2
+    meta = json.loads((run / "curve" / "p050" / "student" / "slmkit_student.json").read_text())
+    assert meta["resumed_from"] and "checkpoint-" in meta["resumed_from"]
+    report = result.report.read_text()
+    assert "## Learning curve" in report and "| 50% |" in report
+    assert (run / "curve.png").stat().st_size > 5_000
+
+    # the training data: no held-out task, no near-duplicate of one
+    from slmkit.agents import read_trajectories
+    from slmkit.training.decontam import HeldOut, request_words, similarity
+
+    held = HeldOut.from_envs([cfg.eval_env, "bfcl:parallel"], "test")
+    flt = result.outputs("filter")
+    assert flt["dropped"].get("near_held_out", 0) >= 1  # BFCL has one among these 18
+    for traj in read_trajectories(run / "filter" / "train.jsonl"):
+        assert traj.meta["task_id"] not in held.ids
+        words = request_words(next(m["content"] for m in traj.messages if m["role"] == "user"))
+        assert max(similarity(words, h) for _, h in held.words) < cfg.near_duplicate
+
+
+def test_preset_full_is_the_shipped_full_config_and_flags_still_win(tmp_path: Path) -> None:
+    import typer
+
+    from slmkit.apps.cli_train import register
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    register(app)
+    run = tmp_path / "run"
+    args = ["distill", "--preset", "full", "--run-dir", str(run), "--teacher-agent", "gold"]
+    out = CliRunner().invoke(app, [*args, "--train-limit", "1", "--until", "collect"])
+    assert out.exit_code == 0, out.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["samples"] == 4 and cfg["eval_n"] is None and cfg["train_n"] == 1
+    assert cfg["sft"]["val_fraction"] == 0.1 and cfg["sft"]["merge"] is True
+    bad = CliRunner().invoke(app, ["distill", "--preset", "huge", "--run-dir", str(run)])
+    assert bad.exit_code != 0 and "unknown preset 'huge'" in str(bad.exception)

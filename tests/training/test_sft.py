@@ -77,6 +77,25 @@ def test_trainer_batches_train_only_the_agent_actions(
         assert "You are an agent" in tokenizer.decode(context)
 
 
+def test_the_end_of_turn_token_is_a_training_target_though_it_is_the_padding(
+    trained: tuple[Path, dict[str, Any], float], tokenizer: Any
+) -> None:
+    """The converted tokenizer pads with ``<|im_end|>``; a collator that masked pad ids
+    would drop the token that ends the agent's turn. TRL's batch: every row's last
+    trained label is ``<|im_end|>``, and only the padding after it is masked."""
+    _, batch, _ = trained
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert tokenizer.pad_token_id == end  # the premise: pad == eos == <|im_end|>
+    padded = 0
+    for ids, labels in zip(batch["input_ids"], batch["labels"], strict=True):
+        trained_at = [i for i, lab in enumerate(labels) if int(lab) != -100]
+        assert trained_at and int(labels[trained_at[-1]]) == end
+        tail = range(trained_at[-1] + 1, len(ids))
+        padded += sum(1 for i in tail if int(ids[i]) == end)
+        assert all(int(labels[i]) == -100 for i in tail)
+    assert padded, "no row was padded: the batch does not show the pad == eos case"
+
+
 def test_saved_student_loads_and_runs_as_an_agent(
     trained: tuple[Path, dict[str, Any], float],
 ) -> None:

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from slmkit.simulators import load_env, run_episode
+from slmkit.simulators import SimulationError, load_env, run_episode
 from slmkit.simulators.envs.bfcl import BFCL_ENV_CATEGORIES, BfclEnv
 
 
@@ -57,3 +57,16 @@ def test_parallel_tasks_ask_for_parallel_single_step_actions(env: BfclEnv) -> No
     hints = env.agent_hints()
     assert hints["max_steps"] == 1 and hints["parallel_calls"] is True
     assert set(hints["side_effect_tools"]) == set(env.tools().names)
+
+
+def test_categories_joined_by_plus_are_one_interleaved_environment() -> None:
+    env = load_env("bfcl:simple+parallel_multiple", split="test")
+    tasks = list(env.tasks(limit=None))
+    cats = [t["category"] for t in tasks]
+    assert cats[:4] == ["simple_python", "parallel_multiple"] * 2
+    assert set(cats) == {"simple_python", "parallel_multiple"}
+    alone = [len(list(load_env(f"bfcl:{c}", split="test").tasks(limit=None))) for c in
+             ("simple", "parallel_multiple")]  # fmt: skip
+    assert len(tasks) == sum(alone)
+    with pytest.raises(SimulationError, match="unknown BFCL category 'paralel'"):
+        load_env("bfcl:simple+paralel")
