@@ -144,9 +144,10 @@ def action_schema(
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
 
-_NOT_BLANK = {"type": "string", "minLength": 1, "pattern": r"^\s*\S[\s\S]*$"}
-"""A final answer has a non-blank character: ``""`` is not an answer, and small models
-otherwise end a run with it."""
+_NOT_BLANK = {"type": "string", "minLength": 1, "pattern": r"^[ \t\n\r]*[^ \t\n\r][^\x00]*$"}
+r"""A final answer has a non-blank character: ``""`` is not an answer, and small models
+otherwise end a run with it. Spelled without ``\s``/``\S``: llama.cpp's schema-to-GBNF
+converter (an OpenAI-compatible llama.cpp server) rejects those escapes and the server dies."""
 
 _FIXED_STRING_KEYS = frozenset({"maxLength", "enum", "const", "pattern", "format"})
 

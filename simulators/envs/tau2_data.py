@@ -141,17 +141,22 @@ def _shims(root: Path, domain: str) -> dict[str, types.ModuleType]:
 
 
 def _import_tool_modules(root: Path, domain: str) -> tuple[Any, Any]:
-    """``(data_model, tools)`` modules of ``domain``, real tau2 or with stand-ins."""
-    if importlib.util.find_spec("tau2") is not None:
-        try:
-            return (
-                importlib.import_module(f"tau2.domains.{domain}.data_model"),
-                importlib.import_module(f"tau2.domains.{domain}.tools"),
-            )
-        except ImportError:
-            pass  # installed without its dependencies: fall back to the stand-ins
-    pkg = root / "tau2"
+    """``(data_model, tools)`` modules of ``domain``, real tau2 or with stand-ins.
+
+    All under the one import lock: once a thread has registered the bare ``tau2``
+    package, ``find_spec`` finds it in another thread, which would otherwise import a
+    ``tools`` module the first thread is still executing (no toolkit class yet).
+    """
     with import_lock:
+        if importlib.util.find_spec("tau2") is not None:
+            try:
+                return (
+                    importlib.import_module(f"tau2.domains.{domain}.data_model"),
+                    importlib.import_module(f"tau2.domains.{domain}.tools"),
+                )
+            except ImportError:
+                pass  # installed without its dependencies: fall back to the stand-ins
+        pkg = root / "tau2"
         for name, folder in (
             ("tau2", pkg),
             ("tau2.environment", pkg / "environment"),
