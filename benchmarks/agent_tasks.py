@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
-from rich.table import Table
 
+from agents import render_table  # the sibling script (benchmarks/agents.py)
 from slmkit.agents import CodeAgent, RunResult, ToolAgent
 from slmkit.models import ChatModel, load_model
 from slmkit.tools import Tool, calculator, tool
@@ -270,24 +270,13 @@ def _bfcl(model: ChatModel, limit: int) -> str:
         r = bench_bfcl(model, category, limit)
         rows.append([category, str(len(r.correct)), f"{100 * r.accuracy:.0f}%",
                      f"{r.latency(0.5):.2f}"])  # fmt: skip
-    table, md = _table(
+    table, md = render_table(
         f"BFCL with ToolAgent, first {limit} per category",
         ["category", "n", "accuracy", "p50 s"],
         rows,
     )
     console.print(table)
     return "\n" + md
-
-
-def _table(title: str, header: list[str], rows: list[list[str]]) -> tuple[Table, str]:
-    table = Table(title=title)
-    for h in header:
-        table.add_column(h)
-    for row in rows:
-        table.add_row(*row)
-    md = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(row) + " |" for row in rows]
-    return table, "\n".join(md) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -327,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             [agent, "**mean of families**", "", f"{100 * mean:.0f}%", "", "", f"{secs:.1f}", "", ""]
         )
     title = f"Everyday agent tasks, seed {args.seed}{' - ' + args.label if args.label else ''}"
-    table, md = _table(title, header, rows)
+    table, md = render_table(title, header, rows)
     console.print(table)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     text = (

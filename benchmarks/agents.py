@@ -236,7 +236,7 @@ def overhead_row(runs: Runs) -> list[str]:
 # ---------------------------------------------------------------------------- output
 
 
-def _table(title: str, header: list[str], rows: list[list[str]]) -> tuple[Table, str]:
+def render_table(title: str, header: list[str], rows: list[list[str]]) -> tuple[Table, str]:
     table = Table(title=title)
     for h in header:
         table.add_column(h)
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     all_runs: list[Runs] = []
 
     def section(title: str, header: list[str], rows: list[list[str]]) -> None:
-        table, md = _table(title, header, rows)
+        table, md = render_table(title, header, rows)
         console.print(table)
         sections.append(md)
 

@@ -30,6 +30,30 @@ def _files(folder: Path) -> dict[str, float]:
     }
 
 
+def _kill_at_first_checkpoint(cfg: DistillConfig, stage: Path, *, timeout_s: float) -> None:
+    """Run ``distill(cfg)`` in a child and SIGKILL it once ``stage`` saved its first
+    training checkpoint (mid-stage, by construction)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, cfg.model_dump_json()],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    marker = stage / "work" / "checkpoints" / "checkpoint-1" / "trainer_state.json"
+    deadline = time.time() + timeout_s
+    try:
+        while not marker.is_file():
+            assert child.poll() is None, (
+                child.stderr.read().decode()[-2000:] if child.stderr else ""
+            )
+            assert time.time() < deadline, f"{stage.name} never wrote a checkpoint"
+            time.sleep(0.5)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+
+
 @pytest.mark.slow
 def test_killed_in_sft_resumes_there_without_redoing_collect(tmp_path: Path) -> None:
     run = tmp_path / "run"
@@ -47,25 +71,7 @@ def test_killed_in_sft_resumes_there_without_redoing_collect(tmp_path: Path) -> 
         ),
         progress=False,
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, cfg.model_dump_json()],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    checkpoints = run / "sft" / "work" / "checkpoints"
-    deadline = time.time() + 600
-    try:
-        while not (checkpoints / "checkpoint-1" / "trainer_state.json").is_file():
-            assert child.poll() is None, (
-                child.stderr.read().decode()[-2000:] if child.stderr else ""
-            )
-            assert time.time() < deadline, "the sft stage never wrote a checkpoint"
-            time.sleep(0.5)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+    _kill_at_first_checkpoint(cfg, run / "sft", timeout_s=600)
 
     folder = RunFolder(run, STAGES)
     sft_status = folder.status("sft")
@@ -194,25 +200,7 @@ def test_killed_in_the_learning_curve_resumes_there_on_clean_data(tmp_path: Path
         ),
         progress=False,
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, cfg.model_dump_json()],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    checkpoint = run / "curve" / "p050" / "work" / "checkpoints" / "checkpoint-1"
-    deadline = time.time() + 900
-    try:
-        while not (checkpoint / "trainer_state.json").is_file():
-            assert child.poll() is None, (
-                child.stderr.read().decode()[-2000:] if child.stderr else ""
-            )
-            assert time.time() < deadline, "the curve stage never wrote a checkpoint"
-            time.sleep(0.5)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+    _kill_at_first_checkpoint(cfg, run / "curve" / "p050", timeout_s=900)
 
     folder = RunFolder(run, STAGES)
     curve_status = folder.status("curve")
