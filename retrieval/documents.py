@@ -26,6 +26,7 @@ from typing import Any
 from slmkit.models import existing_path
 
 from .errors import RetrievalError
+from .text_files import read_text_file
 
 __all__ = [
     "SUPPORTED_SUFFIXES",
@@ -99,15 +100,6 @@ def document_from_text(
     return Document(doc_id, title or doc_id, text, {"format": "text", **(meta or {})})
 
 
-def _read_text(path: Path) -> str:
-    try:
-        # utf-8-sig drops a BOM so offset 0 is the first real character; undecodable bytes
-        # become U+FFFD instead of failing a whole folder load on one stray byte.
-        return path.read_text(encoding="utf-8-sig", errors="replace")
-    except OSError as exc:
-        raise RetrievalError(f"cannot read {path}: {exc}", hint="check the path") from exc
-
-
 def _document_file(path: str | os.PathLike[str]) -> Path:
     """The file a loader reads: a ``str`` is a path that must exist (see slmkit.models.paths)."""
     return existing_path(path, what="document file", kind="file", hint=_TEXT_HINT)
@@ -116,7 +108,9 @@ def _document_file(path: str | os.PathLike[str]) -> Path:
 def load_text(path: str | os.PathLike[str]) -> Document:
     """A plain-text file; structure is found later from blank-line paragraphs."""
     p = _document_file(path)
-    return Document(p.as_posix(), p.stem, _read_text(p), {"format": "text", "path": p.as_posix()})
+    return Document(
+        p.as_posix(), p.stem, read_text_file(p), {"format": "text", "path": p.as_posix()}
+    )
 
 
 # --- Markdown ---------------------------------------------------------------------------
@@ -178,7 +172,7 @@ def parse_markdown(
 def load_markdown(path: str | os.PathLike[str]) -> Document:
     """A Markdown file (see :func:`parse_markdown`); without an h1 the title is the stem."""
     p = _document_file(path)
-    doc = parse_markdown(_read_text(p), id=p.as_posix(), meta={"path": p.as_posix()})
+    doc = parse_markdown(read_text_file(p), id=p.as_posix(), meta={"path": p.as_posix()})
     if doc.title == doc.id:
         return Document(doc.id, p.stem, doc.text, doc.meta, doc.sections)
     return doc
@@ -392,7 +386,7 @@ def load_jsonl(
     """
     p = _document_file(path)
     docs: list[Document] = []
-    for lineno, line in enumerate(_read_text(p).splitlines(), start=1):
+    for lineno, line in enumerate(read_text_file(p).splitlines(), start=1):
         if not line.strip():
             continue
         try:
