@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from slmkit.tools import ToolCall, ToolRegistry
 
 __all__ = [
     "Action",
+    "Pins",
     "action_schema",
     "action_text",
     "bound_strings",
@@ -79,6 +80,37 @@ class Action:
         return "calls:" + "|".join(canonical_call(c.name, c.arguments) for c in self.calls)
 
 
+@dataclass(frozen=True)
+class Pins:
+    """What a re-decode of one step holds fixed, after the model's first try was rejected.
+
+    ``exclude``: tools left out of the grammar (a call that only repeats an earlier one,
+    a pure tool fed its own result). ``arguments``: ``{tool: {argument: schema}}``, the
+    schema an argument is decoded under instead of its own (a number the task never
+    stated is held to the numbers it did state). The final answer is never excluded, so
+    a loop of re-decodes that only adds pins ends.
+    """
+
+    exclude: frozenset[str] = frozenset()
+    arguments: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+
+    def __or__(self, other: Pins) -> Pins:
+        merged = {t: dict(a) for t, a in self.arguments.items()}
+        for tool, args in other.arguments.items():
+            merged.setdefault(tool, {}).update(args)
+        return Pins(self.exclude | other.exclude, merged)
+
+    def __bool__(self) -> bool:
+        return bool(self.exclude or self.arguments)
+
+
+def _pin(call_schema: dict[str, Any], pins: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """One tool's call schema with its pinned arguments' schemas swapped in."""
+    arguments = dict(call_schema["properties"]["arguments"])
+    arguments["properties"] = {**arguments.get("properties", {}), **pins}
+    return {**call_schema, "properties": {**call_schema["properties"], "arguments": arguments}}
+
+
 def _thought_schema(max_chars: int, prefix: str | None) -> dict[str, Any]:
     if prefix is None:
         return {"type": "string", "maxLength": max_chars}
@@ -104,12 +136,12 @@ def action_schema(
     max_arg_chars: int | None = None,
     parallel: bool = False,
     max_calls: int = 4,
-    exclude: Collection[str] = (),
+    pins: Pins | None = None,
 ) -> dict[str, Any]:
-    """The JSON Schema of one action over ``registry``'s tools (minus ``exclude``).
+    """The JSON Schema of one action over ``registry``'s tools, restricted by ``pins``.
 
     ``thought_prefix`` turns the thought on and pins its start. With no tool left after
-    ``exclude`` (or an empty registry) the only action is the final answer.
+    ``pins.exclude`` (or an empty registry) the only action is the final answer.
     ``answer_quote`` makes the final answer exactly that text (an observation the
     answer must quote). ``max_arg_chars`` bounds free-text string arguments (those
     without a length, enum, const, pattern or format); calls are still validated
@@ -118,12 +150,19 @@ def action_schema(
     lead: dict[str, Any] = {}
     if thought or thought_prefix is not None:
         lead = {"thought": _thought_schema(max_thought_chars, thought_prefix)}
+    pins = pins or Pins()
     variants: list[dict[str, Any]] = []
-    allowed = ToolRegistry([t for t in registry if t.name not in exclude])
+    allowed = ToolRegistry([t for t in registry if t.name not in pins.exclude])
     if len(allowed):
         call_schema = allowed.call_schema()
         if max_arg_chars is not None:
             call_schema = bound_strings(call_schema, max_arg_chars)
+        if pins.arguments:
+            calls = [
+                _pin(c, pins.arguments.get(c["properties"]["name"]["const"], {}))
+                for c in call_schema.get("anyOf", [call_schema])
+            ]
+            call_schema = {"anyOf": calls} if len(calls) > 1 else calls[0]
         if parallel:
             body: dict[str, Any] = {
                 "tool_calls": {

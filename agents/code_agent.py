@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-from slmkit.agents.actions import Action
+from slmkit.agents.actions import Action, Pins
 from slmkit.agents.config import CodeAgentConfig, with_options
 from slmkit.agents.errors import AgentError
 from slmkit.agents.graph import current_thread
@@ -203,7 +203,7 @@ class CodeAgent(LoopAgent):
     def _model_view(self, messages: list[Message]) -> list[Message]:
         return [{"role": m["role"], "content": m.get("content") or ""} for m in messages]
 
-    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
+    def _decode(self, step: int, pins: Pins, quote: str | None) -> dict[str, Any]:
         # A CodeAgent's answer is the value code passes to final_answer(): the grammar of
         # the action cannot pin it, so ``quote`` does not apply.
         cfg = self.config

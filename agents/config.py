@@ -111,8 +111,10 @@ class AgentConfig(BaseModel):
     )
     grounding: Literal["off", "flag", "retry"] = Field(
         default="retry",
-        description="a final answer stating none of the numbers the tools returned is "
-        "flagged on its event (flag), and the model is asked once to answer again (retry)",
+        description="a final answer given before any tool was used, or stating a number "
+        "the tools never returned (or none, after they returned one) is flagged on its "
+        "event (flag), and sent back once with the reason, never on the last step (retry); "
+        "slmkit.agents.grounding",
     )
     parallel_calls: bool = Field(default=False, description="let one action call several tools")
     max_parallel_calls: int = Field(
@@ -126,6 +128,18 @@ class AgentConfig(BaseModel):
         description="an action repeating an earlier successful call (or failed call of a "
         "pure tool) verbatim is decoded again without that tool (small models otherwise "
         "loop on their last call)",
+    )
+    argument_checks: bool = Field(
+        default=True,
+        description="a call whose arguments the task never gave (a pure tool fed its own "
+        "result, a number neither the task nor an observation states, a value copied from "
+        "the tool's description) is decoded again under pins (ToolAgent; "
+        "slmkit.agents.argument_checks)",
+    )
+    answer_on_last_step: bool = Field(
+        default=True,
+        description="the last of max_steps (when more than one) may only answer: a call "
+        "there could never be answered from (ToolAgent)",
     )
     sample_k: int = Field(
         default=1, ge=1, description="candidate actions per step (self-consistency)"

@@ -3,15 +3,18 @@
 A grammar makes a small model's final answer well-formed, not true: after the calculator
 returned ``117`` the 135M model may still answer ``".18"``, or a number it made up. When
 a run's answer comes after tool results, :func:`contradiction` compares the numbers the
-answer states with the numbers the observations hold: an answer whose last number (where
-answers put their result: "12 times 13 is 156") is in no observation, while the last
-observation does hold numbers, contradicts it. The loop agents flag such an answer on its action
-event (``StepEvent.flag``), and by default ask the model once to answer again from the
-observation (``AgentConfig.grounding``).
+answer states with the numbers the observations hold: when the last observation holds
+numbers, an answer whose last number (where answers put their result: "12 times 13 is
+156") is in no observation contradicts it, and so does an answer with no number at all
+(the 135M model answers ``"{{result}}"`` or ``","`` after the calculator returned 81).
+The loop agents flag such an answer on its action event (``StepEvent.flag``), and by
+default ask the model once to answer again from the observation
+(``AgentConfig.grounding``).
 
-Deliberately narrow: words are not compared (a paraphrase is fine), and an answer with
-no number is not judged. It catches the failure that matters for tool answers (a number
-that did not come from the tool) without a model in the loop.
+Deliberately narrow: words are not compared (a paraphrase is fine), and an answer after
+an observation without numbers (a text, an error) is not judged. It catches the failure
+that matters for tool answers (a number that did not come from the tool) without a model
+in the loop.
 """
 
 from __future__ import annotations
@@ -36,20 +39,25 @@ def _same(a: float, b: float) -> bool:
 def contradiction(answer: str, observations: Sequence[str]) -> str | None:
     """Why ``answer`` contradicts the last of ``observations``, or None when it does not.
 
-    None as well when there is nothing to compare: no observation, an answer without
-    numbers, or a last observation without numbers (an error message, a text).
+    None as well when there is nothing to compare: no observation, or a last observation
+    without numbers (an error message, a text).
     """
     if not observations:
         return None
     last = observations[-1]
     seen = numbers_in(last)
-    stated = numbers_in(answer)
-    if not seen or not stated:
+    if not seen:
         return None
+    shown = last if len(last) <= 80 else last[:77] + "..."
+    stated = numbers_in(answer)
+    if not stated:
+        return (
+            f"the answer {answer.strip()[:80]!r} states no number, but the tools returned "
+            f"one (the last observation: {shown!r})"
+        )
     known = [x for text in observations for x in numbers_in(text)]
     if any(_same(stated[-1], k) for k in known):
         return None
-    shown = last if len(last) <= 80 else last[:77] + "..."
     return (
         f"the answer {answer.strip()[:80]!r} does not state a number the tools returned "
         f"(the last observation: {shown!r})"

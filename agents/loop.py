@@ -9,11 +9,13 @@
 
 ``act`` asks the model (through the :class:`~slmkit.agents.Router`) for one action under
 the agent's grammar, optionally samples ``k`` candidates and votes
-(:mod:`slmkit.agents.sampling`), and re-decodes an action that only repeats an earlier
-successful call. ``execute`` runs *one* call per visit, so a crash between two calls of
-a parallel action never repeats the first one on resume; a call needing approval stops
-the graph with a LangGraph ``interrupt`` before anything runs. The subclasses say how
-actions are decoded, parsed, run in isolation and shown to the model.
+(:mod:`slmkit.agents.sampling`), and re-decodes a rejected action under
+:class:`~slmkit.agents.actions.Pins`: one that only repeats an earlier successful call,
+or whose arguments the task never gave (:mod:`slmkit.agents.argument_checks`); on the
+last step it may only answer. ``execute`` runs *one* call per visit, so a crash between
+two calls of a parallel action never repeats the first one on resume; a call needing
+approval stops the graph with a LangGraph ``interrupt`` before anything runs. The
+subclasses say how actions are decoded, parsed, run in isolation and shown to the model.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
-from slmkit.agents.actions import Action
+from slmkit.agents.actions import Action, Pins
+from slmkit.agents.argument_checks import Rejection
 from slmkit.agents.config import AgentConfig
 from slmkit.agents.errors import AgentError
 from slmkit.agents.events import ModelCall, StepEvent
@@ -37,6 +40,9 @@ from slmkit.models import Candidate, ChatModel, Message
 from slmkit.tools import Tool, ToolCall, ToolRegistry
 
 __all__ = ["Approval", "LoopAgent", "LoopState"]
+
+_MAX_REDECODES = 4
+"""Re-decodes of one step after rejections (pins only grow, so this is a backstop)."""
 
 _MAX_QUOTE = 80
 """Longest observation a retried final answer is made to quote verbatim; a longer one is
@@ -119,8 +125,11 @@ class LoopAgent(GraphAgent):
         """The conversation the model reads, from the run's (OpenAI-format) messages."""
 
     @abstractmethod
-    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
+    def _decode(self, step: int, pins: Pins, quote: str | None) -> dict[str, Any]:
         """``chat`` keyword arguments of one action: ``schema=`` or ``grammar=``, budget.
+
+        ``pins``: what a re-decode of the step must hold fixed (where the action format
+        can say so).
 
         ``quote``: after an answer that contradicted the observations, the last
         observation, which a final answer decoded now must quote (when the action format
@@ -164,9 +173,9 @@ class LoopAgent(GraphAgent):
     def _discard(self, trial: Trial) -> None:
         """Release what a losing trial holds."""
 
-    def _repeat_exclusions(self, state: Mapping[str, Any], action: Action) -> frozenset[str]:
-        """Tools to leave out of a re-decode because ``action`` only repeats itself."""
-        return frozenset()
+    def _rejection(self, state: Mapping[str, Any], action: Action) -> Rejection | None:
+        """Why ``action`` is decoded again, and under which pins; None to take it."""
+        return None
 
     def _invalid_messages(self, text: str, error: str) -> list[Message]:
         return [
@@ -260,7 +269,7 @@ class LoopAgent(GraphAgent):
             update.update(self._step_end(step, f"invalid action: {error}", "invalid", state))
         elif d.action.final_answer is not None:
             event.flag = self._answer_flag(state, d.action.final_answer)
-            if event.flag is None or not self._may_retry(state, event.flag):
+            if event.flag is None or not self._may_retry(state, step, event.flag):
                 update["messages"] = self._action_messages(d.action)
                 update.update(answer=d.action.final_answer, stopped="final_answer")
             else:  # the model is told why, and acts again
@@ -284,16 +293,16 @@ class LoopAgent(GraphAgent):
         return update
 
     def _answer_flag(self, state: Mapping[str, Any], answer: str) -> str | None:
-        """What is wrong with a final answer: empty, or contradicting the observations."""
+        """What is wrong with a final answer: empty, given before any tool was used, or
+        contradicting the observations."""
         if not answer.strip():
             return "the final answer is empty"
         if self.config.grounding == "off":
             return None
-        seen = [
-            str(e.get("observation") or "")
-            for e in state.get("events", ())
-            if e.get("kind") == "observation" and e.get("ok")
-        ]
+        observations = [e for e in state.get("events", ()) if e.get("kind") == "observation"]
+        if not observations and len(self.registry):
+            return "the answer comes before any tool was used"
+        seen = [str(e.get("observation") or "") for e in observations if e.get("ok")]
         return contradiction(answer, seen)
 
     def _quote(self, state: Mapping[str, Any], signals: Signals) -> str | None:
@@ -304,19 +313,23 @@ class LoopAgent(GraphAgent):
         last = str(seen[-1].get("observation") or "").strip() if seen else ""
         return last if 0 < len(last) <= _MAX_QUOTE else None
 
-    def _may_retry(self, state: Mapping[str, Any], flag: str) -> bool:
-        """An empty answer is never accepted; a contradicting one is sent back once."""
+    def _may_retry(self, state: Mapping[str, Any], step: int, flag: str) -> bool:
+        """An empty answer is never accepted; a flagged one is sent back once, unless the
+        run has no step left to answer again in (then it stands, flagged)."""
         if flag == "the final answer is empty":
             return True
-        if self.config.grounding != "retry":
+        if self.config.grounding != "retry" or step >= self.config.max_steps:
             return False
         return not any(e.get("flag") for e in state.get("events", ()) if e.get("kind") == "action")
 
     def _ask(
-        self, state: Mapping[str, Any], step: int, signals: Signals, exclude: frozenset[str]
+        self, state: Mapping[str, Any], step: int, signals: Signals, pins: Pins
     ) -> tuple[Routed, list[tuple[Candidate, Action | None]]]:
         cfg = self.config
         sampled = cfg.sample_k > 1
+        if cfg.answer_on_last_step and step >= cfg.max_steps > 1:
+            # A call now could never be answered from: the run stops after this step.
+            pins = pins | Pins(exclude=frozenset(self.registry.names))
         routed = self.router.complete(
             self._model_view(list(state.get("messages", []))),
             signals,
@@ -324,28 +337,35 @@ class LoopAgent(GraphAgent):
             temperature=cfg.sample_temperature if sampled else cfg.temperature,
             seed=None if cfg.seed is None else cfg.seed + step,
             max_repeats=cfg.max_repeats,
-            **self._decode(step, exclude, self._quote(state, signals)),
+            **self._decode(step, pins, self._quote(state, signals)),
         )
         return routed, [(c, self._parse(c)) for c in routed.completion.candidates]
 
     def _decide(self, state: Mapping[str, Any], step: int, signals: Signals) -> _Decision:
-        routed, parsed = self._ask(state, step, signals, frozenset())
+        pins = Pins()
+        routed, parsed = self._ask(state, step, signals, pins)
         d = _Decision(action=None, routed=[routed])
-        excluded: frozenset[str] = frozenset()
         while True:
             valid = [a for _, a in parsed if a is not None]
-            fresh = [a for a in valid if not self._repeat_exclusions(state, a)]
-            more = excluded.union(*(self._repeat_exclusions(state, a) for a in valid))
-            if fresh or not valid or more == excluded:
+            rejections = [self._rejection(state, a) for a in valid]
+            fresh = [a for a, r in zip(valid, rejections, strict=True) if r is None]
+            more = pins
+            for r in rejections:
+                more = more | r.pins if r is not None else more
+            if fresh or not valid or more == pins or len(d.routed) > _MAX_REDECODES:
                 break
-            # Every candidate only repeats an earlier successful call: decode again with
-            # those tools out of the grammar, so the model must take a new action. The
-            # final answer always stays in, so this ends.
-            d.candidates += [{"text": a.text, "rejected": "repeat"} for a in valid]
-            excluded = more
-            routed, parsed = self._ask(state, step, signals, excluded)
+            # Every candidate was rejected: decode again under the pins, so the model must
+            # take another action. Pins only grow and the final answer is never pinned, so
+            # this ends.
+            d.candidates += [
+                {"text": a.text, "rejected": r.reason}
+                for a, r in zip(valid, rejections, strict=True)
+                if r is not None
+            ]
+            pins = more
+            routed, parsed = self._ask(state, step, signals, pins)
             d.routed.append(routed)
-        fresh = fresh or valid  # a repeat nothing can be excluded for stands
+        fresh = fresh or valid  # a rejected action nothing more can be pinned for stands
         if not fresh:
             d.error = next((c.error for c, _ in parsed if c.error), None)
             return d

@@ -21,7 +21,15 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-from slmkit.agents.actions import Action, action_schema, action_text, canonical_call, parse_action
+from slmkit.agents.actions import (
+    Action,
+    Pins,
+    action_schema,
+    action_text,
+    canonical_call,
+    parse_action,
+)
+from slmkit.agents.argument_checks import Observed, Rejection, check_call
 from slmkit.agents.config import AgentConfig, with_options
 from slmkit.agents.loop import Approval, LoopAgent
 from slmkit.agents.sampling import CallOutcome, Trial
@@ -96,7 +104,7 @@ class ToolAgent(LoopAgent):
                 view.append({"role": m["role"], "content": m.get("content") or ""})
         return view
 
-    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
+    def _decode(self, step: int, pins: Pins, quote: str | None) -> dict[str, Any]:
         cfg = self.config
         schema = action_schema(
             self.registry,
@@ -108,7 +116,7 @@ class ToolAgent(LoopAgent):
             max_arg_chars=cfg.max_arg_chars,
             parallel=cfg.parallel_calls,
             max_calls=cfg.max_parallel_calls,
-            exclude=exclude,
+            pins=pins,
         )
         return {"schema": schema, "max_tokens": cfg.max_tokens}
 
@@ -158,20 +166,33 @@ class ToolAgent(LoopAgent):
             }
         ]
 
-    def _repeat_exclusions(self, state: Mapping[str, Any], action: Action) -> frozenset[str]:
-        if not self.config.no_repeat or not action.calls:
-            return frozenset()
-        # A failed call of a pure tool fails the same way again (a side-effecting tool's
-        # error may be transient: that retry stays allowed).
-        done = {
-            canonical_call(e["action"]["name"], e["action"]["arguments"])
-            for e in state.get("events", ())
-            if e.get("kind") == "observation"
-            and (e.get("ok") or self._may_try(e["action"]["name"]))
-        }
-        if all(canonical_call(c.name, c.arguments) in done for c in action.calls):
-            return frozenset(c.name for c in action.calls)
-        return frozenset()
+    def _rejection(self, state: Mapping[str, Any], action: Action) -> Rejection | None:
+        if not action.calls:
+            return None
+        events = [e for e in state.get("events", ()) if e.get("kind") == "observation"]
+        if self.config.no_repeat:
+            # A failed call of a pure tool fails the same way again (a side-effecting
+            # tool's error may be transient: that retry stays allowed).
+            done = {
+                canonical_call(e["action"]["name"], e["action"]["arguments"])
+                for e in events
+                if e.get("ok") or self._may_try(e["action"]["name"])
+            }
+            if all(canonical_call(c.name, c.arguments) in done for c in action.calls):
+                return Rejection("repeat", Pins(exclude=frozenset(c.name for c in action.calls)))
+        if self.config.argument_checks:
+            observed = [
+                Observed(e["action"]["name"], str(e.get("observation") or ""))
+                for e in events
+                if e.get("ok")
+            ]
+            task = str(state.get("task") or "")
+            for c in action.calls:
+                tool = self.registry[c.name]
+                rejection = check_call(c, tool, task, observed, pure=self._may_try(c.name))
+                if rejection is not None:
+                    return rejection
+        return None
 
 
 def _args(arguments: Any) -> Any:

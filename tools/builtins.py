@@ -12,7 +12,13 @@ from pydantic import Field
 
 from slmkit.tools.tool import Tool, tool
 
-__all__ = ["calculator", "evaluate_arithmetic", "final_answer", "python_tool"]
+__all__ = [
+    "NUMBER_REGEX",
+    "calculator",
+    "evaluate_arithmetic",
+    "final_answer",
+    "python_tool",
+]
 
 _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
@@ -55,7 +61,10 @@ _MAX_POWER = 10_000
 _MAX_DIGITS = 4300
 _FUNC_NAMES = "|".join(sorted(_FUNCS, key=lambda w: (-len(w), w)))
 _CONST_NAMES = "|".join(sorted(_CONSTS, key=lambda w: (-len(w), w)))
-_VALUE = rf"(?:[0-9]+(?:\.[0-9]+)?|(?:{_CONST_NAMES}))"
+NUMBER_REGEX = r"[0-9]+(?:\.[0-9]+)?"
+"""How the expression pattern spells a number: an agent that holds an expression to the
+numbers of its task swaps exactly this text out (:mod:`slmkit.agents.argument_checks`)."""
+_VALUE = rf"(?:{NUMBER_REGEX}|(?:{_CONST_NAMES}))"
 _OP = r"(?:\*\*|//|[-+*/%^×÷])"
 _NESTING = 3
 

@@ -19,6 +19,7 @@ import pytest
 from agent_helpers import assert_all_actions_valid
 
 from slmkit.agents import CodeAgent
+from slmkit.agents.actions import Pins
 from slmkit.models import ChatModel
 from slmkit.tools import Tool, tool
 
@@ -32,7 +33,7 @@ class ScriptedCode(CodeAgent):
         super().__init__(model, tools, **kw)
         self.cells = cells
 
-    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
+    def _decode(self, step: int, pins: Pins, quote: str | None) -> dict[str, Any]:
         options = self.cells[min(step, len(self.cells)) - 1]
         code = " | ".join(json.dumps(c + "\n```") for c in options)
         grammar = "\n".join(

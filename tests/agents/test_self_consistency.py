@@ -18,6 +18,7 @@ import pytest
 from test_code_agent import ScriptedCode
 
 from slmkit.agents import RunResult, ToolAgent
+from slmkit.agents.actions import Pins
 from slmkit.models import ChatModel
 from slmkit.tools import Tool, calculator, tool
 
@@ -38,7 +39,7 @@ class Notebook:
 class OnlyNotes(ToolAgent):
     """A ToolAgent whose grammar admits only calls of ``note`` with one of two texts."""
 
-    def _decode(self, step: int, exclude: frozenset[str], quote: str | None) -> dict[str, Any]:
+    def _decode(self, step: int, pins: Pins, quote: str | None) -> dict[str, Any]:
         text = {"enum": ["milk", "eggs"]}
         arguments = {
             "type": "object",

@@ -140,7 +140,15 @@ def test_max_steps_stops_a_looping_agent(smollm: ChatModel) -> None:
         checks.append(job_id)
         return f"job {job_id} is still running; check again later"
 
-    agent = ToolAgent(smollm, [check_job], max_steps=2, no_repeat=False, checkpoint="none")
+    # answer_on_last_step off: the point is the stop itself (with it, step 2 answers).
+    agent = ToolAgent(
+        smollm,
+        [check_job],
+        max_steps=2,
+        no_repeat=False,
+        answer_on_last_step=False,
+        checkpoint="none",
+    )
     result = agent.run("Wait until job 7 has finished, then report its result.")
     assert result.stopped == "max_steps" and result.answer is None
     assert result.metrics.steps == 2 and checks == [7, 7]
@@ -160,7 +168,14 @@ def test_an_action_cut_by_the_token_budget_is_answered_and_the_agent_acts_again(
         notes.append(text)
         return "saved"
 
-    agent = ToolAgent(smollm, [save_note], max_steps=2, max_tokens=16, checkpoint="none")
+    agent = ToolAgent(
+        smollm,
+        [save_note],
+        max_steps=2,
+        max_tokens=16,
+        answer_on_last_step=False,  # both steps may try the call
+        checkpoint="none",
+    )
     result = agent.run("Write a long note about the history of Lyon and save it.")
     assert result.stopped == "max_steps" and not notes
     actions = [e for e in result.events if e.kind == "action"]

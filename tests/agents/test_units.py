@@ -14,7 +14,7 @@ from slmkit.agents import (
     TokenPrice,
     ToolAgent,
 )
-from slmkit.agents.actions import Action, action_schema, parse_action
+from slmkit.agents.actions import Action, Pins, action_schema, parse_action
 from slmkit.agents.code_agent import code_grammar, parse_code_action
 from slmkit.agents.events import ModelCall
 from slmkit.agents.metrics import compute_metrics
@@ -44,7 +44,7 @@ def test_action_schema_admits_exactly_the_registered_calls_and_the_answer() -> N
     assert not _ok(s, {"name": "rm", "arguments": {}})
     assert not _ok(s, {"final_answer": "x" * 401})
     assert not _ok(
-        action_schema(REG, exclude={"calculator"}),
+        action_schema(REG, pins=Pins(exclude=frozenset({"calculator"}))),
         {"name": "calculator", "arguments": {"expression": "1"}},
     )
     free = action_schema(REG, max_arg_chars=5)

@@ -1,0 +1,249 @@
+"""Do a call's arguments come from the task? Cheap checks for values a small model made up.
+
+The grammar makes every call well-formed; it cannot see where the values came from. On
+the everyday tasks of ``benchmarks/agent_tasks.py`` (dev seed) the 135M model's wrong
+runs were mostly one of three calls, each schema-valid:
+
+* **a pure tool fed its own result**: ``calculator("87*97")`` returns ``8439``, then
+  ``calculator("8439*97")``, ``calculator("818583*97")``, ... until ``max_steps``;
+* **a number from nowhere**: ``calculator("100000000000.00")`` for "How much do 8 lemons
+  cost?", a number neither the task nor any observation holds;
+* **a value copied from the tool's description**: ``get_price("apple")`` (the docstring's
+  "e.g. apple") for "What is the price of one orange?".
+
+:func:`check_call` finds these and says how to decode the step again
+(:class:`~slmkit.agents.actions.Pins`): without the tool, with numeric arguments held to
+the numbers the task and the observations state, or with the copied argument held to the
+task's words. It never rejects a value the task states. Small integers (up to 31: days,
+counts, "top 5") and powers of ten count as known: tools' arguments use them as common
+settings without the task spelling them out (BFCL's ``simple`` category does).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from slmkit.agents.actions import Pins
+from slmkit.agents.grounding import numbers_in
+from slmkit.tools import Tool, ToolCall
+from slmkit.tools.builtins import NUMBER_REGEX
+
+__all__ = ["Observed", "Rejection", "check_call"]
+
+_COMMON_INTEGERS = 31
+_COMMON_POWERS = frozenset(10.0**k for k in range(7))
+_NUMBER_TEXT = re.compile(r"\d+(?:\.\d+)?|\.\d+")
+_WORD = re.compile(r"[^\W\d_][\w'-]*")
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "could",
+        "do",
+        "does",
+        "for",
+        "from",
+        "get",
+        "give",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "me",
+        "my",
+        "of",
+        "on",
+        "one",
+        "or",
+        "please",
+        "should",
+        "tell",
+        "than",
+        "that",
+        "the",
+        "their",
+        "there",
+        "this",
+        "to",
+        "was",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One earlier successful call and what it returned."""
+
+    tool: str
+    observation: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a call was rejected (short, for the step's candidate log) and how to decode again."""
+
+    reason: str
+    pins: Pins
+
+
+def check_call(
+    call: ToolCall, tool: Tool, task: str, observed: Sequence[Observed], *, pure: bool
+) -> Rejection | None:
+    """The first of the three checks (module docs) that ``call`` fails, or None.
+
+    ``pure``: whether the tool may be judged by the first check: calling a tool that
+    has side effects on its own result may be meant (the next page of a listing)."""
+    task_numbers = set(_numbers(task))
+    stated = _numbers(call.arguments)
+    if pure:
+        own = {x for o in observed if o.tool == tool.name for x in _numbers(o.observation)}
+        if any(x in own and x not in task_numbers for x in stated):
+            return Rejection("fed its own result", Pins(exclude=frozenset({tool.name})))
+    # Numbers the tool's own description states (defaults, limits) are known too.
+    known = task_numbers | set(_numbers([*(o.observation for o in observed), _described(tool)]))
+    made_up = {x for x in stated if x not in known and not _common(x)}
+    if made_up:
+        pins = _number_pins(call, tool, task, observed, made_up)
+        return Rejection("a number in neither the task nor an observation", pins)
+    copied = _copied_from_description(call, tool, task, observed)
+    words = [w for w in _task_words(task) if w.lower() not in copied.values()]
+    if copied and words:
+        pinned = {name: {"type": "string", "enum": words} for name in copied}
+        pins = Pins(arguments={tool.name: pinned})
+        return Rejection("a value copied from the tool's description", pins)
+    return None
+
+
+def _common(x: float) -> bool:
+    return (x == int(x) and x <= _COMMON_INTEGERS) or x in _COMMON_POWERS
+
+
+def _numbers(value: Any) -> list[float]:
+    """Every number in an argument value (numbers, and numbers written in strings)."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        # Signs are ignored: "2023-01-05" is not three numbers the task must state.
+        return [abs(float(value))]
+    if isinstance(value, str):
+        return [abs(x) for x in numbers_in(value)]
+    if isinstance(value, Mapping):
+        return [x for v in value.values() for x in _numbers(v)]
+    if isinstance(value, list | tuple):
+        return [x for v in value for x in _numbers(v)]
+    return []
+
+
+def _number_pins(
+    call: ToolCall, tool: Tool, task: str, observed: Sequence[Observed], made_up: set[float]
+) -> Pins:
+    """Hold each argument holding a made-up number to the numbers the run has seen.
+
+    A number argument gets an ``enum`` of them; a string (an expression) a pattern in
+    which every number is one of them, written as they were. Where that cannot be said
+    (no number seen at all, a string pattern of another shape) the tool is left out.
+    """
+    texts = _number_texts([task, *(o.observation for o in observed)])
+    if not texts:
+        return Pins(exclude=frozenset({tool.name}))
+    properties = tool.parameters.get("properties", {})
+    pinned: dict[str, Mapping[str, Any]] = {}
+    for name, value in call.arguments.items():
+        if not made_up & set(_numbers(value)):
+            continue
+        spec = dict(properties.get(name, {}))
+        kind = spec.get("type")
+        if kind in ("number", "integer") and not isinstance(value, str):
+            # The numbers as written: an enum of 87.0 would make the model write "87.0".
+            values = [float(t) if "." in t else int(t) for t in texts]
+            if kind == "integer":
+                values = [int(v) for v in values if v == int(v)]
+            if values:
+                pinned[name] = {**spec, "enum": values}
+                continue
+        elif kind == "string" or isinstance(value, str):
+            pattern = _numbers_only(spec.get("pattern"), texts)
+            if pattern is not None:
+                pinned[name] = {**spec, "type": "string", "pattern": pattern}
+                continue
+        return Pins(exclude=frozenset({tool.name}))
+    return Pins(arguments={tool.name: pinned}) if pinned else Pins(exclude=frozenset({tool.name}))
+
+
+def _numbers_only(pattern: str | None, texts: Sequence[str]) -> str | None:
+    """A string pattern whose numbers can only be ``texts``; None when there is none.
+
+    A free-text string: any text in which every run of digits is one of them. A string
+    with its own pattern keeps it, with the pattern's number (:data:`NUMBER_REGEX`, as the
+    calculator spells it) swapped for them; another pattern cannot be narrowed.
+    """
+    numbers = "(?:" + "|".join(re.escape(t) for t in sorted(texts, key=len, reverse=True)) + ")"
+    if pattern is None:
+        return f"^(?:[^0-9]|{numbers})*$"
+    if NUMBER_REGEX in pattern:
+        return pattern.replace(NUMBER_REGEX, numbers)
+    return None
+
+
+def _number_texts(texts: Iterable[str]) -> list[str]:
+    """The numbers written in ``texts``, as written, once each."""
+    return list(dict.fromkeys(m for t in texts for m in _NUMBER_TEXT.findall(t.replace(",", ""))))
+
+
+def _described(tool: Tool) -> str:
+    """The tool's description and its parameters' descriptions, as the model read them."""
+    properties = tool.parameters.get("properties", {})
+    return " ".join(
+        [tool.description, *(str(p.get("description", "")) for p in properties.values())]
+    )
+
+
+def _copied_from_description(
+    call: ToolCall, tool: Tool, task: str, observed: Sequence[Observed]
+) -> dict[str, str]:
+    """Required free-text string arguments whose value (lower-cased, returned by argument
+    name) the tool's description holds and the task and observations do not. Optional ones
+    are left alone: a default the description names is a fine value for them."""
+    required = set(tool.parameters.get("required", ()))
+    properties = tool.parameters.get("properties", {})
+    described = _described(tool).lower()
+    context = " ".join([task, *(o.observation for o in observed)]).lower()
+    copied = {}
+    for name, value in call.arguments.items():
+        spec = properties.get(name, {})
+        if name not in required or not isinstance(value, str) or not value.strip():
+            continue
+        if {"enum", "const", "pattern", "format"} & spec.keys():
+            continue
+        needle = re.compile(rf"(?<!\w){re.escape(value.strip().lower())}(?!\w)")
+        if needle.search(described) and not needle.search(context):
+            copied[name] = value.strip().lower()
+    return copied
+
+
+def _task_words(task: str) -> list[str]:
+    """The task's content words, once each, in order: what a copied value is replaced by."""
+    words = (w for w in _WORD.findall(task) if w.lower() not in _STOPWORDS and len(w) > 1)
+    return list(dict.fromkeys(words))
