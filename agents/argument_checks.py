@@ -28,8 +28,7 @@ from typing import Any
 
 from slmkit.agents.actions import Pins
 from slmkit.agents.grounding import numbers_in
-from slmkit.tools import Tool, ToolCall
-from slmkit.tools.builtins import NUMBER_REGEX
+from slmkit.tools import NUMBER_REGEX, Tool, ToolCall
 
 __all__ = ["Observed", "Rejection", "check_call"]
 

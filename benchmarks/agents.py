@@ -96,7 +96,8 @@ def _pct(x: float | None) -> str:
 # --------------------------------------------------------------------------- (a) BFCL
 
 
-def bench_bfcl(model: ChatModel, category: str, limit: int) -> Runs:
+def bench_bfcl(model: ChatModel, category: str, limit: int, **options: Any) -> Runs:
+    """One ToolAgent action per item; ``options``: AgentConfig fields (an ablation)."""
     runs = Runs(category)
     for item in load_bfcl(category, limit):
         tools = [
@@ -104,7 +105,12 @@ def bench_bfcl(model: ChatModel, category: str, limit: int) -> Runs:
             for f in item.functions
         ]
         agent = ToolAgent(
-            model, tools, max_steps=1, parallel_calls=category == "parallel", checkpoint="none"
+            model,
+            tools,
+            max_steps=1,
+            parallel_calls=category == "parallel",
+            checkpoint="none",
+            **options,
         )
         task = "\n".join(str(m["content"]) for m in item.messages if m["role"] == "user")
         t0 = time.perf_counter()

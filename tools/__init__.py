@@ -6,7 +6,13 @@ calls after validating them, returning a :class:`ToolResult` whatever happens.
 :class:`PythonSandbox` runs model-written code isolated from the host.
 """
 
-from slmkit.tools.builtins import calculator, evaluate_arithmetic, final_answer, python_tool
+from slmkit.tools.builtins import (
+    NUMBER_REGEX,
+    calculator,
+    evaluate_arithmetic,
+    final_answer,
+    python_tool,
+)
 from slmkit.tools.errors import SandboxError, ToolDefinitionError, ToolError
 from slmkit.tools.prompting import describe_tool, describe_tools, tool_call_messages
 from slmkit.tools.registry import NO_CALL, ToolCall, ToolRegistry, ToolResult
@@ -15,6 +21,7 @@ from slmkit.tools.tool import Tool, normalize_parameters, tool
 
 __all__ = [
     "NO_CALL",
+    "NUMBER_REGEX",
     "PythonSandbox",
     "SandboxError",
     "SandboxResult",
