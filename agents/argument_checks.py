@@ -16,7 +16,11 @@ runs were mostly one of three calls, each schema-valid:
 the numbers the task and the observations state, or with the copied argument held to the
 task's words. It never rejects a value the task states. Small integers (up to 31: days,
 counts, "top 5") and powers of ten count as known: tools' arguments use them as common
-settings without the task spelling them out (BFCL's ``simple`` category does).
+settings without the task spelling them out (BFCL's ``simple`` category does); so does a
+percentage of the task as a fraction (``5%``: 0.05). A described value that shares a word
+with the task (``"Boston, MA"`` for "Boston, Massachusetts") follows the description's
+format and is not a copy. (Both were seen on BFCL's held-out items, where the first
+version of these checks cost 3 of 120.)
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ def check_call(
 
     ``pure``: whether the tool may be judged by the first check: calling a tool that
     has side effects on its own result may be meant (the next page of a listing)."""
-    task_numbers = set(_numbers(task))
+    task_numbers = set(_numbers(task)) | _percent_fractions(task)
     stated = _numbers(call.arguments)
     if pure:
         own = {x for o in observed if o.tool == tool.name for x in _numbers(o.observation)}
@@ -133,6 +137,14 @@ def check_call(
         pins = Pins(arguments={tool.name: pinned})
         return Rejection("a value copied from the tool's description", pins)
     return None
+
+
+_PERCENT = re.compile(r"(\d+(?:\.\d+)?) ?(?:%|percent\b)")
+
+
+def _percent_fractions(task: str) -> set[float]:
+    """``5%`` in the task makes 0.05 a known number: tools take rates as fractions."""
+    return {float(m) / 100 for m in _PERCENT.findall(task.replace(",", ""))}
 
 
 def _common(x: float) -> bool:
@@ -229,6 +241,7 @@ def _copied_from_description(
     properties = tool.parameters.get("properties", {})
     described = _described(tool).lower()
     context = " ".join([task, *(o.observation for o in observed)]).lower()
+    context_words = set(_WORD.findall(context))
     copied = {}
     for name, value in call.arguments.items():
         spec = properties.get(name, {})
@@ -237,7 +250,10 @@ def _copied_from_description(
         if {"enum", "const", "pattern", "format"} & spec.keys():
             continue
         needle = re.compile(rf"(?<!\w){re.escape(value.strip().lower())}(?!\w)")
-        if needle.search(described) and not needle.search(context):
+        # A value sharing a word with the task ("Boston, MA" for "Boston, Massachusetts")
+        # follows the description's format, which is what descriptions are for.
+        shares = any(w.lower() in context_words for w in _WORD.findall(value))
+        if needle.search(described) and not needle.search(context) and not shares:
             copied[name] = value.strip().lower()
     return copied
 

@@ -43,6 +43,16 @@ def scale(value: float, factor: int) -> str:
     return f"{value * factor:g}"
 
 
+@tool(pure=True)
+def find_library(location: str) -> str:
+    """Find the nearest public library.
+
+    Args:
+        location: the city and state, e.g. Boston, MA
+    """
+    return "Central Library"
+
+
 def _check(name: str, arguments: dict[str, object], task: str, *seen: Observed) -> Rejection | None:
     tool_ = {"calculator": calculator, "get_price": get_price, "scale": scale}[name]
     return check_call(ToolCall(name=name, arguments=arguments), tool_, task, seen, pure=True)
@@ -97,6 +107,10 @@ def test_small_integers_powers_of_ten_and_the_tools_own_numbers_are_known() -> N
         _check("calculator", {"expression": "10 * 0.5"}, task, Observed("get_price", "0.5")) is None
     )
     assert _check("calculator", {"expression": "10 * 37"}, task) is not None
+    # A rate of the task as a fraction (BFCL: "a 5% annual yield" -> annual_yield 0.05).
+    rate = "Grow 50000 at a 5% yield for 3 years."
+    assert _check("scale", {"value": 50000, "factor": 3}, rate) is None
+    assert _check("calculator", {"expression": "50000 * (1 + 0.05) ** 3"}, rate) is None
 
 
 def test_a_made_up_number_argument_gets_an_enum_of_the_numbers_as_written() -> None:
@@ -116,6 +130,11 @@ def test_a_value_copied_from_the_description_is_held_to_the_tasks_words() -> Non
     assert _pinned(rejection, "get_price", "item")["enum"] == ["price", "orange"]
     assert _check("get_price", {"item": "orange"}, task) is None
     assert _check("get_price", {"item": "apple"}, "What does one apple cost?") is None
+    # A described value sharing a word with the task follows the description's format.
+    call = ToolCall(name="find_library", arguments={"location": "Boston, MA"})
+    boston = "Find a library in Boston, Massachusetts."
+    assert check_call(call, find_library, boston, [], pure=True) is None
+    assert check_call(call, find_library, "Find a library in Paris.", [], pure=True) is not None
     # An optional argument may take the value its description names (a default).
     assert _check("get_price", {"item": "orange", "currency": "USD"}, task) is None
 
