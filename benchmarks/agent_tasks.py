@@ -12,7 +12,8 @@ answer (never the trajectory):
 * ``two_step``: "How much do 7 mangoes cost?" with ``get_price`` and ``calculator``
   (look up, then multiply); right when the answer's last number is the total.
 
-An empty (or whitespace) answer is never right, whatever the checker would say.
+An empty (or whitespace) answer is never right, whatever the checker would say; numbers
+that restate the question ("5.4, the cost of 9 pears") are not the answer's last number.
 Per family and agent: success rate, mean steps, mean completion tokens, mean seconds
 per task, and the share of runs that ended without an answer. Seconds are wall time on
 a shared machine (the header also gives process CPU time).
@@ -171,15 +172,25 @@ def make_items(family: str, n: int, seed: int) -> list[Item]:
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def check(answer: str | None, expected: float) -> bool:
-    """Right when the answer's last number equals ``expected`` (an empty answer never is)."""
+def _same(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+
+
+def _numbers(text: str) -> list[float]:
+    return [float(x) for x in _NUMBER.findall(text.replace(",", ""))]
+
+
+def check(answer: str | None, expected: float, question: str = "") -> bool:
+    """Right when the answer's last number equals ``expected`` (an empty answer never is).
+
+    Numbers that only restate the question are skipped: "5.4, the cost of 9 pears" answers
+    "How much do 9 pears cost?" with 5.4, not 9. The expected value itself is never skipped
+    ("40 minus 20" is 20)."""
     if answer is None or not answer.strip():
         return False
-    numbers = _NUMBER.findall(answer.replace(",", ""))
-    if not numbers:
-        return False
-    got = float(numbers[-1])
-    return abs(got - expected) <= 1e-6 * max(1.0, abs(expected))
+    given = [g for g in _numbers(question) if not _same(g, expected)]
+    numbers = [x for x in _numbers(answer) if not any(_same(x, g) for g in given)]
+    return bool(numbers) and _same(numbers[-1], expected)
 
 
 @dataclass
@@ -234,7 +245,7 @@ def run_family(kind: str, model: ChatModel, items: Sequence[Item], log: Any) -> 
         result = agent.run(item.question)
         score.seconds.append(time.perf_counter() - t0)
         answer = result.answer
-        score.correct.append(check(answer, item.expected))
+        score.correct.append(check(answer, item.expected, item.question))
         score.empty.append(answer is None or not answer.strip())
         score.steps.append(result.metrics.steps)
         score.tokens.append(result.metrics.completion_tokens)
