@@ -250,9 +250,11 @@ def _copied_from_description(
         if {"enum", "const", "pattern", "format"} & spec.keys():
             continue
         needle = re.compile(rf"(?<!\w){re.escape(value.strip().lower())}(?!\w)")
-        # A value sharing a word with the task ("Boston, MA" for "Boston, Massachusetts")
-        # follows the description's format, which is what descriptions are for.
-        shares = any(w.lower() in context_words for w in _WORD.findall(value))
+        # A value sharing a content word with the task ("Boston, MA" for "Boston,
+        # Massachusetts") follows the description's format, which is what descriptions
+        # are for; sharing "the" with it says nothing.
+        words = {w.lower() for w in _WORD.findall(value)} - _STOPWORDS
+        shares = bool(words & context_words)
         if needle.search(described) and not needle.search(context) and not shares:
             copied[name] = value.strip().lower()
     return copied

@@ -135,6 +135,8 @@ def test_a_value_copied_from_the_description_is_held_to_the_tasks_words() -> Non
     boston = "Find a library in Boston, Massachusetts."
     assert check_call(call, find_library, boston, [], pure=True) is None
     assert check_call(call, find_library, "Find a library in Paris.", [], pure=True) is not None
+    # Sharing only a stopword ("the") with the task is no such sign.
+    assert _check("get_price", {"item": "the fruit"}, task) is not None
     # An optional argument may take the value its description names (a default).
     assert _check("get_price", {"item": "orange", "currency": "USD"}, task) is None
 
