@@ -197,7 +197,7 @@ def register(app: typer.Typer) -> None:
             raise SlmkitError(
                 "agentctl eval needs --env", hint="e.g. agentctl eval --env math --limit 5"
             )
-        cfg = validate_config(EvalConfig, merged, "eval")
+        cfg = validate_config(EvalConfig, merged, "eval", _OPTS)
         report = evaluate(cfg)
         table = Table(title=f"eval {report.env} / {report.agent} / {report.model} ({cfg.split})")
         table.add_column("metric", style="bold")

@@ -246,7 +246,7 @@ def register(app: typer.Typer) -> None:
         }
         if rl or rl_opt:  # an rl stage: the config file's options, then --rl-opt KEY=VALUE
             merged["rl"] = {**dict(merged.get("rl") or {}), **parse_kv(rl_opt)}
-        cfg = validate_config(DistillConfig, merged, "distill")
+        cfg = validate_config(DistillConfig, merged, "distill", rename)
         result = distill(cfg, start=start, until=until, force=force, announce=_announce)
         console.print(f"run: [bold]{result.run_dir}[/]")
         _print_result(result.run_dir, result.outputs("eval"))

@@ -19,6 +19,7 @@ The merged values are validated by the config class; a bad value is a
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -129,20 +130,44 @@ def merge_config(
     return values
 
 
-def validate_config(kind: type[Cfg], values: Mapping[str, Any], command: str) -> Cfg:
-    """``kind`` from ``values``; the first invalid field becomes an error with a hint."""
+def validate_config(
+    kind: type[Cfg],
+    values: Mapping[str, Any],
+    command: str,
+    rename: Mapping[str, str] | None = None,
+) -> Cfg:
+    """``kind`` from ``values``; the first invalid field becomes an error with a hint.
+
+    ``rename``: flag parameter -> config field, as :func:`merge_config` takes it; a config
+    file that uses a flag's name (``train_limit:`` for ``train_n:``) is told the field's.
+    """
     try:
         return kind.model_validate(dict(values))
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
         field = kind.model_fields.get(str(first["loc"][0])) if first["loc"] else None
+        hint = f"see `agentctl {command} --help`"
         if first["type"] == "missing":  # "Field required" says neither what nor how
             what = f": {field.description}" if field and field.description else ""
             message = f"no {where} given{what}"
+        elif first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
+            message = f"unknown field {where}"
+            hint = _unknown_field_hint(where, list(kind.model_fields), rename or {}, hint)
         else:
             message = f"invalid {where}: {first['msg']}"
-        raise SlmkitError(message, hint=f"see `agentctl {command} --help`") from exc
+        raise SlmkitError(message, hint=hint) from exc
+
+
+def _unknown_field_hint(
+    name: str, fields: list[str], rename: Mapping[str, str], fallback: str
+) -> str:
+    """What an unknown config key should have been: a flag's field, or a near spelling."""
+    if name in rename:
+        flag = "--" + name.replace("_", "-")
+        return f"{name} is the flag {flag}; in a config file the field is {rename[name]}"
+    close = difflib.get_close_matches(name, fields, n=1)
+    return f"did you mean {close[0]}? ({fallback})" if close else fallback
 
 
 def load_config(
@@ -155,4 +180,4 @@ def load_config(
     rename: Mapping[str, str] | None = None,
 ) -> Cfg:
     """:func:`merge_config`, then :func:`validate_config`."""
-    return validate_config(kind, merge_config(ctx, config, flags, rename), command)
+    return validate_config(kind, merge_config(ctx, config, flags, rename), command, rename)

@@ -72,6 +72,15 @@ def test_bad_input_is_an_error_with_a_hint(tmp_path: Path) -> None:
         _run(tmp_path, None, "--opt", "novalue")
 
 
+def test_an_unknown_config_field_is_named_with_what_it_should_be(tmp_path: Path) -> None:
+    with pytest.raises(SlmkitError, match="unknown field opt") as err:
+        _run(tmp_path, "opt: {a: 1}\n")  # the flag's name, not the field's
+    assert err.value.hint == "opt is the flag --opt; in a config file the field is options"
+    with pytest.raises(SlmkitError, match="unknown field lmit") as err:
+        _run(tmp_path, "lmit: 3\n")
+    assert err.value.hint == "did you mean limit? (see `agentctl run --help`)"
+
+
 def test_a_missing_required_field_says_what_it_is() -> None:
     class Needs(BaseModel):
         paths: list[Path] = Field(min_length=1, description="files or folders to index")
