@@ -25,9 +25,11 @@ Servers restart, shed load and drop connections. Every request goes through
 timeouts (``timeout_s`` per attempt) and on 408/429/5xx answers, waiting
 ``backoff_s * 2**attempt`` (jittered, at most ``max_backoff_s``) or what the server's
 ``Retry-After`` asks (at most ``max_retry_after_s``), ``retries`` times; then the call
-fails with the last error. Other 4xx answers (a wrong model name, a bad body, a refused
-key) are not retried: asking again cannot fix them; their error says what the server
-said (its ``error.message``) and what to check for that status.
+fails with the last error. Only the dialect check at load time fails on the first refused
+connection: nothing listening then is a server not started, not a blip. Other 4xx
+answers (a wrong model name, a bad body, a refused key) are not retried: asking again
+cannot fix them; their error says what the server said (its ``error.message``) and what
+to check for that status.
 
 Whatever answers is read defensively: a body that is not JSON (an HTML page from a proxy
 or a web server at the wrong URL), a JSON ``error`` in a 200 answer, or an answer without
@@ -224,7 +226,7 @@ class OpenAICompatModel(ChatModel):
         if urlparse(self.base_url).hostname == "api.openai.com":
             return "openai"
         try:
-            answer = self._request("GET", "/models").json()
+            answer = self._request("GET", "/models", retry_refused=False).json()
         except GenerationError as exc:
             if isinstance(exc.__cause__, httpx.TransportError):  # nothing is listening
                 raise GenerationError(
@@ -377,9 +379,17 @@ class OpenAICompatModel(ChatModel):
         return float(self._backoff(state))
 
     def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        retry_refused: bool = True,
     ) -> httpx.Response:
         """One HTTP request, retried (see the module docs): the first answer worth keeping.
+
+        ``retry_refused=False``: a connection nothing accepts fails at once (at load time
+        that is a server not started, which seconds of backoff do not fix).
 
         Raises:
             GenerationError: every attempt failed to connect, timed out, or got a
@@ -388,7 +398,12 @@ class OpenAICompatModel(ChatModel):
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self._retries + 1),
             wait=self._wait_s,
-            retry=tenacity.retry_if_exception_type((*_RETRY_ERRORS, _RetryableStatus)),
+            retry=tenacity.retry_if_exception(
+                lambda exc: (
+                    isinstance(exc, (*_RETRY_ERRORS, _RetryableStatus))
+                    and (retry_refused or not isinstance(exc, httpx.ConnectError))
+                )
+            ),
             before_sleep=tenacity.before_sleep_log(_log, logging.WARNING),
             reraise=True,
         )

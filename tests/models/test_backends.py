@@ -373,6 +373,13 @@ def test_openai_server_down_is_a_generation_error() -> None:
     model.close()
 
 
+def test_loading_from_a_server_not_started_fails_at_once_with_a_hint() -> None:
+    """Detecting the dialect asks the server; a refused connection is not retried then."""
+    with pytest.raises(GenerationError, match=r"after 1 attempt\(s\)") as info:
+        OpenAICompatModel.from_target(f"http://127.0.0.1:{free_port()}/v1#m")
+    assert info.value.hint and "dialect=" in info.value.hint
+
+
 def test_openai_unknown_model_is_a_generation_error(server: str) -> None:
     model = OpenAICompatModel.from_target(f"{server}#no-such-model")
     try:
