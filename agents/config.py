@@ -111,8 +111,9 @@ class AgentConfig(BaseModel):
     )
     grounding: Literal["off", "flag", "retry"] = Field(
         default="retry",
-        description="a final answer given before any tool was used, or stating a number "
-        "the tools never returned (or none, after they returned one) is flagged on its "
+        description="a final answer given before any tool was used, run on to "
+        "max_answer_chars, or stating a number the tools never returned (or none, after "
+        "they returned one; or more decimal places than they did) is flagged on its "
         "event (flag), and sent back once with the reason, never on the last step (retry); "
         "slmkit.agents.grounding",
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from decimal import Decimal
 
 __all__ = ["contradiction", "numbers_in"]
 
@@ -29,11 +30,22 @@ _NUMBER = re.compile(r"-?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 def numbers_in(text: str) -> list[float]:
     """The numbers written in ``text`` (thousands separators ignored: ``1,554`` is 1554)."""
-    return [float(x) for x in _NUMBER.findall(re.sub(r"(?<=\d),(?=\d{3}\b)", "", text))]
+    return [float(x) for x in _written(text)]
 
 
-def _same(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-9 * max(1.0, abs(a), abs(b))
+def _written(text: str) -> list[str]:
+    return _NUMBER.findall(re.sub(r"(?<=\d),(?=\d{3}\b)", "", text))
+
+
+def _states(answer: str, observed: str) -> bool:
+    """Does the number written ``answer`` state the number written ``observed``? The same
+    value (to 1e-9: ``0.3`` states ``0.30000000000000004``), written with no more decimal
+    places than ``observed`` has: a model running on inside a number it copies
+    (``8439.000000000001000...`` after ``8439``) is not stating it."""
+    a, o = Decimal(answer).normalize(), Decimal(observed).normalize()
+    if -int(a.as_tuple().exponent) > max(-int(o.as_tuple().exponent), 0):
+        return False
+    return abs(a - o) <= Decimal("1e-9") * max(Decimal(1), abs(a), abs(o))
 
 
 def contradiction(answer: str, observations: Sequence[str]) -> str | None:
@@ -49,14 +61,14 @@ def contradiction(answer: str, observations: Sequence[str]) -> str | None:
     if not seen:
         return None
     shown = last if len(last) <= 80 else last[:77] + "..."
-    stated = numbers_in(answer)
+    stated = _written(answer)
     if not stated:
         return (
             f"the answer {answer.strip()[:80]!r} states no number, but the tools returned "
             f"one (the last observation: {shown!r})"
         )
-    known = [x for text in observations for x in numbers_in(text)]
-    if any(_same(stated[-1], k) for k in known):
+    known = [x for text in observations for x in _written(text)]
+    if any(_states(stated[-1], k) for k in known):
         return None
     return (
         f"the answer {answer.strip()[:80]!r} does not state a number the tools returned "

@@ -293,8 +293,9 @@ class LoopAgent(GraphAgent):
         return update
 
     def _answer_flag(self, state: Mapping[str, Any], answer: str) -> str | None:
-        """What is wrong with a final answer: empty, given before any tool was used, or
-        contradicting the observations."""
+        """What is wrong with a final answer: empty, given before any tool was used, run
+        on to its length bound (a small model repeating itself: "The result is 3417. The
+        answer is 3417. The answer is ..."), or contradicting the observations."""
         if not answer.strip():
             return "the final answer is empty"
         if self.config.grounding == "off":
@@ -302,6 +303,10 @@ class LoopAgent(GraphAgent):
         observations = [e for e in state.get("events", ()) if e.get("kind") == "observation"]
         if not observations and len(self.registry):
             return "the answer comes before any tool was used"
+        if len(answer) >= self.config.max_answer_chars:
+            return (
+                f"the answer ran on to its length bound ({self.config.max_answer_chars} characters)"
+            )
         seen = [str(e.get("observation") or "") for e in observations if e.get("ok")]
         return contradiction(answer, seen)
 

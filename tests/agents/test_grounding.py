@@ -18,7 +18,7 @@ from slmkit.agents import RunResult, ToolAgent
 from slmkit.agents.actions import Pins, action_schema
 from slmkit.agents.grounding import contradiction
 from slmkit.models import ChatModel
-from slmkit.tools import ToolRegistry, tool
+from slmkit.tools import ToolRegistry, calculator, tool
 
 TASK = "How many centimeters are in 16 meters?"
 SEEN = "16 km = 16000 m"
@@ -59,6 +59,11 @@ def _answers(result: RunResult) -> list[tuple[str, str | None]]:
         ("{{result}}", ["81"], True),
         ("42", ["Error: division by zero"], False),  # nothing numeric to contradict
         ("42", [], False),
+        ("} 8439.000000000001000000000001000", ["8439"], True),  # running on in a copy
+        ("8439.0", ["8439"], False),
+        ("0.3", ["0.1 + 0.2 = 0.30000000000000004"], False),  # fewer places: fine
+        ("2", ["2.5"], True),
+        ("1e400", ["1"], True),
     ],
 )
 def test_contradiction_compares_the_answers_number_with_the_observations(
@@ -86,6 +91,25 @@ def test_a_contradicting_answer_is_retried_quoting_the_observation(smollm: ChatM
     assert answers[0][1] is not None  # the first answer was sent back
     assert result.stopped == "final_answer" and result.answer == SEEN
     assert answers[-1] == (SEEN, None)
+
+
+@pytest.mark.parametrize(
+    ("task", "first", "flag"),
+    [
+        # The 135M model copies the calculator's 8439 and runs on inside the number.
+        ("What is 87 times 97?", "} 8439.0000000000010", "does not state a number"),
+        # It repeats its answer ("The result is 2795. The answer is 2795. ...") to the end.
+        ("What is 65 times 43?", "The result is 2795. The answer is 2795.", "length bound"),
+    ],
+)
+def test_a_degenerate_answer_is_retried_quoting_the_result(
+    smollm: ChatModel, task: str, first: str, flag: str
+) -> None:
+    result = ToolAgent(smollm, [calculator], max_steps=4, checkpoint="none").run(task)
+    answers = _answers(result)
+    assert answers[0][0].startswith(first) and flag in (answers[0][1] or "")
+    [seen] = [e.observation for e in result.events if e.kind == "observation"]
+    assert result.stopped == "final_answer" and result.answer == seen
 
 
 def test_the_grammar_has_no_empty_final_answer(smollm: ChatModel) -> None:
