@@ -12,7 +12,9 @@ answer (never the trajectory):
 * ``two_step``: "How much do 7 mangoes cost?" with ``get_price`` and ``calculator``
   (look up, then multiply); right when the answer's last number is the total.
 
-An empty (or whitespace) answer is never right, whatever the checker would say; numbers
+An empty (or whitespace) answer is never right, whatever the checker would say, nor is
+one that ran on (400+ characters, or a number written with more than 15 digits:
+``"8439.000000000001000000000001..."`` reads as 8439 to a float parser); numbers
 that restate the question ("5.4, the cost of 9 pears") are not the answer's last number.
 Per family and agent: success rate, mean steps, mean completion tokens, mean seconds
 per task, and the share of runs that ended without an answer. Seconds are wall time on
@@ -47,6 +49,7 @@ from rich.console import Console
 
 from agents import render_table  # the sibling script (benchmarks/agents.py)
 from slmkit.agents import CodeAgent, RunResult, ToolAgent
+from slmkit.apps.flags import parse_kv
 from slmkit.models import ChatModel, load_model
 from slmkit.tools import Tool, calculator, tool
 
@@ -180,13 +183,27 @@ def _numbers(text: str) -> list[float]:
     return [float(x) for x in _NUMBER.findall(text.replace(",", ""))]
 
 
+RAN_ON_CHARS = 400
+"""An answer this long filled the ToolAgent's default ``max_answer_chars``: it ran on."""
+
+
+def ran_on(answer: str | None) -> bool:
+    """Did the answer run on: fill :data:`RAN_ON_CHARS`, or write a number with more than
+    15 digits ("8439.000000000001000000000001..." after the calculator returned 8439)?"""
+    if answer is None:
+        return False
+    digits = (sum(ch.isdigit() for ch in x) for x in _NUMBER.findall(answer))
+    return len(answer) >= RAN_ON_CHARS or max(digits, default=0) > 15
+
+
 def check(answer: str | None, expected: float, question: str = "") -> bool:
-    """Right when the answer's last number equals ``expected`` (an empty answer never is).
+    """Right when the answer's last number equals ``expected``; an empty answer, or one
+    that ran on (:func:`ran_on`), never is.
 
     Numbers that only restate the question are skipped: "5.4, the cost of 9 pears" answers
     "How much do 9 pears cost?" with 5.4, not 9. The expected value itself is never skipped
     ("40 minus 20" is 20)."""
-    if answer is None or not answer.strip():
+    if answer is None or not answer.strip() or ran_on(answer):
         return False
     given = [g for g in _numbers(question) if not _same(g, expected)]
     numbers = [x for x in _numbers(answer) if not any(_same(x, g) for g in given)]
@@ -202,6 +219,7 @@ class Score:
     tokens: list[int] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     empty: list[bool] = field(default_factory=list)
+    ran_on: list[bool] = field(default_factory=list)
     longest_arg: list[int] = field(default_factory=list)
 
     def row(self) -> list[str]:
@@ -215,6 +233,7 @@ class Score:
             f"{statistics.mean(self.tokens):.0f}",
             f"{statistics.mean(self.seconds):.1f}",
             f"{100 * sum(self.empty) / max(n, 1):.0f}%",
+            f"{100 * sum(self.ran_on) / max(n, 1):.0f}%",
             str(max(self.longest_arg, default=0)),
         ]
 
@@ -229,24 +248,33 @@ def _longest_arg(result: RunResult) -> int:
     return longest
 
 
-def make_agent(kind: str, model: ChatModel, tools: Sequence[Tool]) -> ToolAgent | CodeAgent:
+def make_agent(
+    kind: str, model: ChatModel, tools: Sequence[Tool], **options: Any
+) -> ToolAgent | CodeAgent:
+    """The agent of the runs; ``options`` are AgentConfig fields (``--agent-opt``)."""
     if kind == "tool":
-        return ToolAgent(model, list(tools), max_steps=4, checkpoint="none")
+        return ToolAgent(model, list(tools), **{"max_steps": 4, "checkpoint": "none"} | options)
     return CodeAgent(
-        model, list(tools), max_steps=3, max_thought_chars=80, max_code_chars=240, checkpoint="none"
+        model,
+        list(tools),
+        **{"max_steps": 3, "max_thought_chars": 80, "max_code_chars": 240, "checkpoint": "none"}
+        | options,
     )
 
 
-def run_family(kind: str, model: ChatModel, items: Sequence[Item], log: Any) -> Score:
+def run_family(
+    kind: str, model: ChatModel, items: Sequence[Item], log: Any, **options: Any
+) -> Score:
     score = Score("ToolAgent" if kind == "tool" else "CodeAgent", items[0].family)
     for item in items:
-        agent = make_agent(kind, model, item.tools)
+        agent = make_agent(kind, model, item.tools, **options)
         t0 = time.perf_counter()
         result = agent.run(item.question)
         score.seconds.append(time.perf_counter() - t0)
         answer = result.answer
         score.correct.append(check(answer, item.expected, item.question))
         score.empty.append(answer is None or not answer.strip())
+        score.ran_on.append(ran_on(answer))
         score.steps.append(result.metrics.steps)
         score.tokens.append(result.metrics.completion_tokens)
         score.longest_arg.append(_longest_arg(result))
@@ -301,10 +329,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--bfcl-limit", type=int, default=0, help="also BFCL (benchmarks/agents.py), per category"
     )
+    parser.add_argument(
+        "--agent-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an AgentConfig field for every agent (YAML value), e.g. grounded_numbers=false",
+    )
     parser.add_argument("--label", default="", help="what this run measures (in the title)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/agent_tasks.md"))
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    options = parse_kv(args.agent_opt)
     model = load_model(args.model)
     started = time.perf_counter()
     scores: list[Score] = []
@@ -314,17 +350,20 @@ def main(argv: Sequence[str] | None = None) -> None:
             n = args.n if kind == "tool" else args.code_n
             for family in args.families.split(","):
                 t0 = time.perf_counter()
-                scores.append(run_family(kind, model, make_items(family, n, args.seed), log))
+                items = make_items(family, n, args.seed)
+                scores.append(run_family(kind, model, items, log, **options))
                 console.print(f"[dim]{kind} {family}: {time.perf_counter() - t0:.0f}s[/]")
     bfcl_md = _bfcl(model, args.bfcl_limit) if args.bfcl_limit else ""
-    header = ["agent", "family", "n", "success", "steps", "tokens", "s/task", "empty", "max arg"]
+    header = ["agent", "family", "n", "success", "steps", "tokens", "s/task"]
+    header += ["empty", "ran on", "max arg"]
     rows = [s.row() for s in scores]
     for agent in dict.fromkeys(s.agent for s in scores):
         mine = [s for s in scores if s.agent == agent]
         mean = statistics.mean(sum(s.correct) / len(s.correct) for s in mine)
         secs = statistics.mean(x for s in mine for x in s.seconds)
         rows.append(
-            [agent, "**mean of families**", "", f"{100 * mean:.0f}%", "", "", f"{secs:.1f}", "", ""]
+            [agent, "**mean of families**", "", f"{100 * mean:.0f}%", "", "", f"{secs:.1f}"]
+            + [""] * 3
         )
     title = f"Everyday agent tasks, seed {args.seed}{' - ' + args.label if args.label else ''}"
     table, md = render_table(title, header, rows)
@@ -337,8 +376,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{os.cpu_count()} CPU cores (shared: wall seconds include waiting), model "
         f"`{args.model}`; wall {time.perf_counter() - started:.0f} s, process CPU "
         f"{usage.ru_utime + usage.ru_stime:.0f} s. `max arg`: longest string argument "
-        "of any call (characters); `empty`: runs that ended without a non-blank answer "
-        "(never counted as a success).\n\n" + md + bfcl_md
+        "of any call (characters); `empty`: runs that ended without a non-blank answer, "
+        f"`ran on`: answers of {RAN_ON_CHARS}+ characters or with a number of more than 15 "
+        "digits (neither is ever counted as a success).\n\n" + md + bfcl_md
     )
     args.out.write_text(text, encoding="utf-8")
     console.print(f"[green]wrote {args.out}[/]")
