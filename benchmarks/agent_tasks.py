@@ -48,7 +48,7 @@ from typing import Any, Literal
 from rich.console import Console
 
 from agents import render_table  # the sibling script (benchmarks/agents.py)
-from slmkit.agents import CodeAgent, RunResult, ToolAgent
+from slmkit.agents import AgentConfig, CodeAgent, RunResult, ToolAgent
 from slmkit.apps.flags import parse_kv
 from slmkit.models import ChatModel, load_model
 from slmkit.tools import Tool, calculator, tool
@@ -183,8 +183,8 @@ def _numbers(text: str) -> list[float]:
     return [float(x) for x in _NUMBER.findall(text.replace(",", ""))]
 
 
-RAN_ON_CHARS = 400
-"""An answer this long filled the ToolAgent's default ``max_answer_chars``: it ran on."""
+RAN_ON_CHARS = AgentConfig().max_answer_chars
+"""An answer this long filled the agents' default ``max_answer_chars``: it ran on."""
 
 
 def ran_on(answer: str | None) -> bool:
@@ -334,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="an AgentConfig field for every agent (YAML value), e.g. grounded_numbers=false",
+        help="an AgentConfig field for every agent (YAML value), e.g. thought=true",
     )
     parser.add_argument("--label", default="", help="what this run measures (in the title)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/agent_tasks.md"))
