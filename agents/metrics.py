@@ -153,10 +153,28 @@ class RunResult:
     def finished(self) -> bool:
         return self.stopped != "interrupted"
 
+    @property
+    def answer_flag(self) -> str | None:
+        """Why the runtime does not trust ``answer``, or ``None`` when it passed the checks.
+
+        An answer the grounding check flagged (it contradicts the observations, came before
+        any tool was used, ran on to its length bound) is sent back once; when the retry is
+        flagged too, or no step is left, the answer stands with its flag. A caller that
+        shows or scores answers should treat a flagged one as the agent's failure (the small
+        model sometimes copies the flag's own text as its last answer).
+        """
+        if self.stopped != "final_answer":
+            return None
+        for event in reversed(self.events):
+            if event.kind == "action" and event.action and "final_answer" in event.action:
+                return event.flag
+        return None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "answer": self.answer,
             "stopped": self.stopped,
+            "answer_flag": self.answer_flag,
             "thread_id": self.thread_id,
             "interrupt": self.interrupt,
             "metrics": self.metrics.model_dump(mode="json"),

@@ -174,6 +174,8 @@ def _print_result(result: RunResult) -> None:
     m = result.metrics
     title = f"answer ({result.stopped})"
     console.print(Panel(escape(result.answer or "(no answer)"), title=title, expand=False))
+    if result.answer_flag:
+        console.print(f"[yellow]not trusted: {escape(result.answer_flag)}[/]", highlight=False)
     rate = "n/a" if m.schema_valid_rate is None else f"{m.schema_valid_rate:.0%}"
     calls = "n/a" if m.executable_call_rate is None else f"{m.executable_call_rate:.0%}"
     console.print(

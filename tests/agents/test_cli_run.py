@@ -33,6 +33,7 @@ def test_run_prints_steps_live_then_the_same_thread_returns_the_stored_result(db
     data = json.loads(stored.stdout)
     assert data["thread_id"] == "cli-1" and data["stopped"] in ("final_answer", "max_steps")
     assert data["metrics"]["steps"] == 1 and data["metrics"]["schema_valid_rate"] == 1.0
+    assert ("not trusted" in live.output) is (data["answer_flag"] is not None)
     actions = [e for e in data["events"] if e["kind"] == "action"]
     assert len(actions) == 1  # the second invocation decoded nothing new
 

@@ -82,6 +82,7 @@ def test_an_answer_contradicting_the_last_observation_is_flagged(smollm: ChatMod
     assert contradiction(answer, [SEEN]) is not None
     assert flag is not None and SEEN in flag  # flagged, and the flag says what was seen
     assert result.answer == answer  # "flag" reports, it does not change the answer
+    assert result.answer_flag == flag  # and the result says the answer is not trusted
 
 
 def test_a_contradicting_answer_is_retried_quoting_the_observation(smollm: ChatModel) -> None:
@@ -91,6 +92,7 @@ def test_a_contradicting_answer_is_retried_quoting_the_observation(smollm: ChatM
     assert answers[0][1] is not None  # the first answer was sent back
     assert result.stopped == "final_answer" and result.answer == SEEN
     assert answers[-1] == (SEEN, None)
+    assert result.answer_flag is None  # the retried answer passed the checks
 
 
 @pytest.mark.parametrize(
@@ -154,3 +156,5 @@ def test_a_flagged_answer_on_the_last_step_stands(smollm: ChatModel) -> None:
     [(answer, flag)] = _answers(result)
     assert flag == "the answer comes before any tool was used"
     assert result.stopped == "final_answer" and result.answer == answer  # not thrown away
+    assert result.answer_flag == flag  # but marked as not trusted
+    assert result.to_dict()["answer_flag"] == flag
