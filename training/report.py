@@ -205,18 +205,21 @@ def _verdict(before: Mapping[str, Any], after: Mapping[str, Any], paired: Mappin
     else:
         word = "improved" if diff > 0 else "got worse"
         head = f"**The student {word}: {_pct(b)} -> {_pct(a)} success ({diff:+.1f} points).**"
+    # The same tasks before and after: the paired sign test decides. The two intervals
+    # ignore the pairing, so overlapping intervals do not make a paired change noise.
     overlap = lo_a <= hi_b and lo_b <= hi_a
     p = float(paired.get("p_value", "1"))
-    if overlap or p >= 0.05:
+    counts = f"{paired.get('fixed', 0)} fixed, {paired.get('broken', 0)} broken"
+    if p >= 0.05:
         tail = (
-            f" With {n_a} tasks this is within the noise: the 95% intervals "
-            f"{'overlap' if overlap else 'do not overlap'} and the paired sign test gives "
-            f"p = {paired.get('p_value')}. More held-out tasks would tell."
+            f" With {n_a} tasks this is within the noise: the paired sign test gives "
+            f"p = {paired.get('p_value')} ({counts}). More held-out tasks would tell."
         )
     else:
         tail = (
-            f" The change is larger than the noise of {n_a} tasks: the intervals do not "
-            f"overlap and the paired sign test gives p = {paired.get('p_value')}."
+            f" The change is larger than the noise of {n_a} paired tasks: the sign test gives "
+            f"p = {paired.get('p_value')} ({counts}). The 95% intervals of the two rates "
+            f"{'overlap' if overlap else 'do not overlap'}; they ignore the pairing."
         )
     return head + tail
 
