@@ -130,6 +130,7 @@ def test_the_cli_keeps_distills_own_sft_defaults(tmp_path: Path) -> None:
         assert out.exit_code == 0, out.output
         sft_cfg = json.loads((run / "config.json").read_text())["sft"]
         assert sft_cfg["merge"] is True and sft_cfg["epochs"] == epochs
+        assert sft_cfg["method"] == "full"  # the whole 135M student, not a CPU adapter
 
 
 def test_distill_rl_flag_adds_an_rl_stage_from_the_student(tmp_path: Path) -> None:
@@ -250,5 +251,6 @@ def test_preset_full_is_the_shipped_full_config_and_flags_still_win(tmp_path: Pa
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["samples"] == 4 and cfg["eval_n"] is None and cfg["train_n"] == 1
     assert cfg["sft"]["val_fraction"] == 0.1 and cfg["sft"]["merge"] is True
+    assert cfg["sft"]["method"] == "full"
     bad = CliRunner().invoke(app, ["distill", "--preset", "huge", "--run-dir", str(run)])
     assert bad.exit_code != 0 and "unknown preset 'huge'" in str(bad.exception)
