@@ -36,7 +36,7 @@ from slmkit.training.data import (
 )
 from slmkit.training.errors import TrainingError
 from slmkit.training.student import STUDENT_META, read_student_meta
-from slmkit.training.trainer import lora_config, torch_dtype, trl_args
+from slmkit.training.trainer import lora_config, torch_dtype, trained_positions_only, trl_args
 
 __all__ = [
     "agent_token_loss",
@@ -253,7 +253,8 @@ def sft(
     )
     last = last_checkpoint(checkpoints)
     start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=last)
+    with trained_positions_only():
+        result = trainer.train(resume_from_checkpoint=last)
     elapsed = time.perf_counter() - start
     history = trainer.state.log_history
     (work / "log_history.json").write_text(json.dumps(history, indent=1))

@@ -4,18 +4,19 @@
 :func:`trl_args` fills the fields TRL's ``SFTConfig`` and ``GRPOConfig`` share from it
 (each caller adds only its own), and :func:`lora_config` builds the LoRA adapter,
 including ``lora_top_layers`` (adapters on the top layers only, so backward stops
-early), for both.
+early), for both. :func:`trained_positions_only` makes TRL's loss head skip the context.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from slmkit.training.config import TrainerOptions
 
-__all__ = ["lora_config", "torch_dtype", "trl_args"]
+__all__ = ["lora_config", "torch_dtype", "trained_positions_only", "trl_args"]
 
 
 def torch_dtype(precision: str) -> Any:
@@ -87,3 +88,28 @@ def trl_args(
         "disable_tqdm": not cfg.progress,
     }
     return factory(**{**shared, **specific})
+
+
+@contextmanager
+def trained_positions_only() -> Iterator[None]:
+    """While inside, TRL's fused LM head projects only the positions that have a label.
+
+    TRL compacts the hidden states to the labelled positions on Triton devices only;
+    elsewhere it projects every position through the 49k-word head (fixed tile shapes
+    for compiled backends), and on a CPU that includes the system prompt, the tool list,
+    the observations and the padding. With agent data, where about one token in seven is
+    trained, the wasted projection was 30 % of a whole-model SFT step on two CPU cores
+    (12.7 -> 8.8 s, the same losses to four digits; docs/training.md). The compact path
+    is TRL's own, in plain torch; a TRL without the switch trains as before.
+    """
+    from trl.trainer import utils as trl_utils
+
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:
+        yield
+        return
+    trl_utils._use_triton = lambda device: True
+    try:
+        yield
+    finally:
+        trl_utils._use_triton = original
