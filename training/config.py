@@ -4,8 +4,8 @@ Hardware-dependent options default to ``None`` and are resolved when a run start
 (:meth:`SftConfig.resolved`, :meth:`RlConfig.resolved`): a GPU gets the Agent
 Distillation recipe (LoRA r=64, alpha=128 on all linear layers, lr 2e-4, 2 epochs, bf16
 where the card supports it); a CPU gets fp32 (CPUs without bf16 units run bf16 slower;
-full fine-tuning on a CPU that has them, AVX512-BF16, gets bf16 autocast over fp32
-weights), a small adapter, a higher learning rate for the few steps a laptop can afford, and no
+full fine-tuning on one that has them, AVX512-BF16, autocasts to bf16 over fp32 weights),
+a small adapter, a higher learning rate for the few steps a laptop can afford, and no
 gradient checkpointing (it trades compute, which a CPU lacks, for memory, which it has).
 """
 
@@ -45,7 +45,7 @@ def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16; every AMX CPU has it too).
 
     Only there is bf16 autocast faster than fp32 on a CPU: a whole-model SFT step of the
-    135M student took 7.0 s against 12.7 s in fp32 on two AVX512-BF16 cores (docs/training.md).
+    135M student took 5.3 s against 8.8 s in fp32 on two AVX512-BF16 cores (docs/training.md).
     """
     import torch
 
