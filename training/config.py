@@ -49,7 +49,8 @@ def cpu_has_bf16() -> bool:
     """
     import torch
 
-    return bool(torch.cpu._is_avx512_bf16_supported())
+    supported = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # private in torch 2.x
+    return bool(supported is not None and supported())
 
 
 def resolve_precision(precision: Precision, device: str) -> Literal["fp32", "bf16", "fp16"]:

@@ -100,7 +100,8 @@ def trained_positions_only() -> Iterator[None]:
     the observations and the padding. With agent data, where about one token in seven is
     trained, the wasted projection was 30 % of a whole-model SFT step on two CPU cores
     (12.7 -> 8.8 s, the same losses to four digits; docs/training.md). The compact path
-    is TRL's own, in plain torch; a TRL without the switch trains as before.
+    is TRL's own, in plain torch; other devices keep TRL's choice, and a TRL without the
+    switch trains as before.
     """
     from trl.trainer import utils as trl_utils
 
@@ -108,7 +109,7 @@ def trained_positions_only() -> Iterator[None]:
     if original is None:
         yield
         return
-    trl_utils._use_triton = lambda device: True
+    trl_utils._use_triton = lambda device: device.type == "cpu" or original(device)
     try:
         yield
     finally:

@@ -34,15 +34,24 @@ def batch(tokenizer: Any, gold_trajectories: list[Trajectory]) -> dict[str, torc
     return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
 
 
-def test_the_loss_head_projects_only_trained_positions_and_the_loss_is_unchanged(
+def test_the_loss_head_projects_only_trained_positions_and_learns_the_same(
     student_dir: Path, batch: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Inside the block TRL's fused head projects only the labelled rows; the loss and the
+    gradient equal transformers' full-logits ones; outside, TRL's own CPU path is back."""
     from transformers import AutoModelForCausalLM
     from trl.trainer import utils as trl_utils
 
     model = AutoModelForCausalLM.from_pretrained(str(student_dir), dtype=torch.float32)
-    with torch.no_grad():
-        reference = float(model(**batch).loss)  # transformers' cross-entropy, full logits
+    head, norm = model.get_output_embeddings().weight, model.model.norm.weight
+
+    def loss_and_grads(**kwargs: Any) -> tuple[float, torch.Tensor, torch.Tensor]:
+        model.zero_grad()
+        loss = model(**batch, **kwargs).loss
+        loss.backward()
+        return float(loss.detach()), head.grad.clone(), norm.grad.clone()
+
+    reference = loss_and_grads()  # transformers' cross-entropy over the full logits
     trl_utils.add_fused_lm_head(model)
     projected: list[int] = []
     chunked = trl_utils._ChunkedLogProbFunction
@@ -54,13 +63,33 @@ def test_the_loss_head_projects_only_trained_positions_and_the_loss_is_unchanged
             return chunked.apply(hidden, *args)
 
     monkeypatch.setattr(trl_utils, "_ChunkedLogProbFunction", Spy)
-    trained = int((batch["labels"][:, 1:] != -100).sum())
     with torch.no_grad():
         model(**batch, fused_lm_head=True)  # TRL's own CPU path: every position
-        with trained_positions_only():
-            compact = float(model(**batch, fused_lm_head=True).loss)
+    with trained_positions_only():
+        compact = loss_and_grads(fused_lm_head=True)
+    with torch.no_grad():
         model(**batch, fused_lm_head=True)  # and back after the block
+    trained = int((batch["labels"][:, 1:] != -100).sum())
     positions = batch["labels"].shape[0] * (batch["labels"].shape[1] - 1)
     assert projected == [positions, trained, positions], (projected, trained)
     assert trained < positions / 3  # the premise: most of an agent conversation is context
-    assert compact == pytest.approx(reference, rel=1e-4)
+    assert compact[0] == pytest.approx(reference[0], rel=1e-4)
+    for got, want in zip(compact[1:], reference[1:], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-5)  # fp32 sum order
+
+
+def test_a_batch_without_trained_tokens_gives_a_zero_loss(
+    student_dir: Path, batch: dict[str, torch.Tensor]
+) -> None:
+    """A micro-batch of context only (a conversation cut before the agent spoke)."""
+    from transformers import AutoModelForCausalLM
+    from trl.trainer import utils as trl_utils
+
+    model = AutoModelForCausalLM.from_pretrained(str(student_dir), dtype=torch.float32)
+    trl_utils.add_fused_lm_head(model)
+    with trained_positions_only():
+        loss = model(
+            **{**batch, "labels": torch.full_like(batch["labels"], -100)}, fused_lm_head=True
+        ).loss
+        loss.backward()
+    assert float(loss.detach()) == 0.0
