@@ -133,6 +133,37 @@ def test_the_cli_keeps_distills_own_sft_defaults(tmp_path: Path) -> None:
         assert sft_cfg["method"] == "full"  # the whole 135M student, not a CPU adapter
 
 
+def test_the_training_file_keeps_task_order_whatever_order_collect_finished_in(
+    tmp_path: Path,
+) -> None:
+    """Concurrent collect workers write runs in the order they finish; the filter stage
+    writes them in task order, so the same teacher data always trains the same student."""
+    from slmkit.agents import read_trajectories
+
+    run = tmp_path / "run"
+    cfg = DistillConfig(
+        run_dir=run,
+        teacher_agent="gold",
+        train_envs=["bfcl:simple"],
+        train_n=6,
+        eval_env="bfcl:simple",
+        eval_n=1,
+        transfer_env=None,
+        curve=[],
+        progress=False,
+    )
+    distill(cfg, until="filter")
+    train = run / "filter" / "train.jsonl"
+    first = train.read_bytes()
+    ids = [t.meta["task_id"] for t in read_trajectories(train)]
+    assert len(ids) >= 4 and ids == sorted(ids)
+    collected = run / "collect" / "bfcl_simple.jsonl"
+    lines = collected.read_text().splitlines(keepends=True)
+    collected.write_text("".join(reversed(lines)))  # the workers finished the other way round
+    distill(cfg, start="filter", until="filter")
+    assert train.read_bytes() == first
+
+
 def test_distill_rl_flag_adds_an_rl_stage_from_the_student(tmp_path: Path) -> None:
     """``--rl`` (with ``--rl-opt``) configures GRPO after SFT; without it the stage is off."""
     import typer
