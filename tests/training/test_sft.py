@@ -56,6 +56,17 @@ def test_sft_lowers_the_loss_on_its_trajectories(
     assert meta["losses"][-1] < meta["losses"][0]
 
 
+def test_a_finished_run_keeps_its_log_and_deletes_its_checkpoints(
+    trained: tuple[Path, dict[str, Any], float],
+) -> None:
+    """Checkpoints serve a resume only; a whole-model one is 1.5 GB with its optimizer."""
+    path, _, _ = trained
+    work = path.with_name(path.name + ".work")
+    history = json.loads((work / "log_history.json").read_text())
+    assert any("loss" in h for h in history)
+    assert not (work / "checkpoints").exists()
+
+
 def test_trainer_batches_train_only_the_agent_actions(
     trained: tuple[Path, dict[str, Any], float],
     tokenizer: Any,
