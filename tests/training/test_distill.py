@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -22,6 +23,24 @@ _CHILD = (
     "from slmkit.training import DistillConfig, distill\n"
     "distill(DistillConfig.model_validate_json(sys.argv[1]))\n"
 )
+
+
+def _gold_run(run: Path, env: str = "bfcl:simple", **changes: Any) -> DistillConfig:
+    """A small run on ``env`` with its reference actions as the teacher (fast and
+    deterministic), evaluated on one held-out task, no transfer, no curve."""
+    return DistillConfig(
+        **{
+            "run_dir": run,
+            "teacher_agent": "gold",
+            "train_envs": [env],
+            "eval_env": env,
+            "eval_n": 1,
+            "transfer_env": None,
+            "curve": [],
+            "progress": False,
+            **changes,
+        }
+    )
 
 
 def _files(folder: Path) -> dict[str, float]:
@@ -57,19 +76,12 @@ def _kill_at_first_checkpoint(cfg: DistillConfig, stage: Path, *, timeout_s: flo
 @pytest.mark.slow
 def test_killed_in_sft_resumes_there_without_redoing_collect(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    cfg = DistillConfig(
-        run_dir=run,
-        teacher_agent="gold",  # reference actions: a fast, deterministic teacher
-        train_envs=["bfcl:simple"],
+    cfg = _gold_run(
+        run,
         train_n=4,
-        eval_env="bfcl:simple",
-        eval_n=1,
-        transfer_env=None,
-        curve=[],
         sft=SftConfig(
             max_steps=3, batch_size=2, save_steps=1, max_length=384, merge=True, progress=False
         ),
-        progress=False,
     )
     _kill_at_first_checkpoint(cfg, run / "sft", timeout_s=600)
 
@@ -141,17 +153,7 @@ def test_the_training_file_keeps_task_order_whatever_order_collect_finished_in(
     from slmkit.agents import read_trajectories
 
     run = tmp_path / "run"
-    cfg = DistillConfig(
-        run_dir=run,
-        teacher_agent="gold",
-        train_envs=["bfcl:simple"],
-        train_n=6,
-        eval_env="bfcl:simple",
-        eval_n=1,
-        transfer_env=None,
-        curve=[],
-        progress=False,
-    )
+    cfg = _gold_run(run, train_n=6)
     distill(cfg, until="filter")
     train = run / "filter" / "train.jsonl"
     first = train.read_bytes()
@@ -192,18 +194,13 @@ def test_distill_with_rl_reports_before_sft_after_sft_and_after_rl(tmp_path: Pat
     """gold teacher -> 1 SFT step -> 1 GRPO step from the student -> three evaluations."""
     from slmkit.training import RlConfig
 
-    cfg = DistillConfig(
-        run_dir=tmp_path / "run",
-        teacher_agent="gold",
-        train_envs=["thermostat"],
+    cfg = _gold_run(
+        tmp_path / "run",
+        "thermostat",
         train_n=2,
-        eval_env="thermostat",
         eval_n=2,
-        transfer_env=None,
-        curve=[],
         sft=SftConfig(max_steps=1, batch_size=2, max_length=384, merge=True, progress=False),
         rl=RlConfig(n=1, num_generations=2, max_steps=1, max_completion_length=128),
-        progress=False,
     )
     result = distill(cfg)
     ev = result.outputs("eval")
