@@ -25,6 +25,7 @@ __all__ = [
     "category_rows",
     "paired_outcomes",
     "sign_test",
+    "verdict",
     "wilson",
     "write_distill_report",
     "write_rl_report",
@@ -192,7 +193,10 @@ def _result_rows(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[li
     return rows
 
 
-def _verdict(before: Mapping[str, Any], after: Mapping[str, Any], paired: Mapping[str, Any]) -> str:
+def verdict(before: Mapping[str, Any], after: Mapping[str, Any], paired: Mapping[str, Any]) -> str:
+    """The report's headline, from two evaluation summaries and :func:`paired_outcomes`:
+    the paired sign test decides whether a change is larger than the noise; overlapping
+    Wilson intervals are mentioned, not used (they ignore the pairing)."""
     b, a = before.get("success_rate"), after.get("success_rate")
     if b is None or a is None:
         return "The evaluation did not produce both numbers; see the stage status files."
@@ -337,7 +341,7 @@ def write_distill_report(
         run=root.name,
         cfg=cfg,
         total_wall=_secs(sum(walls)),
-        verdict=_verdict(before, after, paired),
+        verdict=verdict(before, after, paired),
         result_rows=_result_rows(before, after),
         paired=paired,
         collect_rows=collect_rows,
@@ -411,7 +415,7 @@ def write_rl_report(
         train_time=_secs(grpo.get("train_s")),
         reward_line=reward_line,
         result_rows=_result_rows(before, after) if before and after else [],
-        verdict=_verdict(before, after, paired),
+        verdict=verdict(before, after, paired),
         paired=paired,
         stage_rows=stage_rows,
     )
