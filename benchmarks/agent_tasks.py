@@ -6,7 +6,9 @@ answer (never the trajectory):
 * ``arithmetic``: "What is 47 times 12?" (two two-digit numbers, + - *) with the
   ``calculator`` tool; right when the answer's last number is the result.
 * ``units``: "How many meters are in 3.5 kilometers?" with a ``convert_units`` tool;
-  right when the answer's last number is the converted value (1e-6 relative).
+  right when the answer's last number is the converted value (1e-6 relative) and no
+  other unit follows it: "59 km = 59000 m" does not answer "How many milliliters are in
+  59 liters?", though both factors are 1000.
 * ``lookup``: "What is the price of one mango?" with a ``get_price`` table tool; right
   when the answer's last number is the price.
 * ``two_step``: "How much do 7 mangoes cost?" with ``get_price`` and ``calculator``
@@ -14,10 +16,14 @@ answer (never the trajectory):
 
 An empty (or whitespace) answer is never right, whatever the checker would say, nor is
 one that ran on (400+ characters, or a number written with more than 15 digits:
-``"8439.000000000001000000000001..."`` reads as 8439 to a float parser); numbers
-that restate the question ("5.4, the cost of 9 pears") are not the answer's last number.
-Per family and agent: success rate, mean steps, mean completion tokens, mean seconds
-per task, and the share of runs that ended without an answer. Seconds are wall time on
+``"8439.000000000001000000000001..."`` reads as 8439 to a float parser), nor one the
+agent itself flagged as untrusted (``RunResult.answer_flag``: the runtime's grounding
+check found it contradicting the tools, and its docs tell callers to count it a failure);
+numbers that restate the question ("5.4, the cost of 9 pears") are not the answer's last
+number. Numbers are read as :func:`slmkit.agents.grounding.numbers_in` reads them
+(``1,554`` is 1554). Per family and agent: success rate, mean steps, mean completion
+tokens, mean seconds per task, and the share of runs that ended without an answer or
+with a flagged one. Seconds are wall time on
 a shared machine (the header also gives process CPU time).
 
 Tune on one seed (``--seed 1``, the dev set), report on another (``--seed 2``, the
@@ -49,6 +55,7 @@ from rich.console import Console
 
 from agents import render_table  # the sibling script (benchmarks/agents.py)
 from slmkit.agents import AgentConfig, CodeAgent, RunResult, ToolAgent
+from slmkit.agents.grounding import numbers_in
 from slmkit.apps.flags import parse_kv
 from slmkit.models import ChatModel, load_model
 from slmkit.tools import Tool, calculator, tool
@@ -76,7 +83,7 @@ _FACTORS: dict[tuple[str, str], float] = {
     ("hours", "minutes"): 60.0,
     ("liters", "ml"): 1000.0,
 }
-_UNIT_WORDS = {
+_UNIT_WORDS: dict[str, str] = {
     "km": "kilometers",
     "m": "meters",
     "cm": "centimeters",
@@ -87,6 +94,8 @@ _UNIT_WORDS = {
     "liters": "liters",
     "ml": "milliliters",
 }
+_UNIT_NAMES = {name: unit for unit, word in _UNIT_WORDS.items() for name in (unit, word, word[:-1])}
+"""Each way an answer writes a unit ("m", "meters", "meter") -> the unit."""
 
 
 @tool(pure=True)
@@ -129,6 +138,8 @@ class Item:
     question: str
     expected: float
     tools: tuple[Tool, ...]
+    unit: str | None = None
+    """The unit the answer is asked in (``units`` only)."""
 
 
 def _arithmetic(rng: random.Random) -> Item:
@@ -141,7 +152,7 @@ def _units(rng: random.Random) -> Item:
     (src, dst), factor = rng.choice(list(_FACTORS.items()))
     value = rng.choice([rng.randint(2, 60), rng.randint(2, 99) / 10])
     question = f"How many {_UNIT_WORDS[dst]} are in {value:g} {_UNIT_WORDS[src]}?"
-    return Item("units", question, value * factor, (convert_units,))
+    return Item("units", question, value * factor, (convert_units,), unit=dst)
 
 
 def _lookup(rng: random.Random) -> Item:
@@ -172,15 +183,11 @@ def make_items(family: str, n: int, seed: int) -> list[Item]:
     return [FAMILIES[family](rng) for _ in range(n)]
 
 
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
 
 
 def _same(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-6 * max(1.0, abs(b))
-
-
-def _numbers(text: str) -> list[float]:
-    return [float(x) for x in _NUMBER.findall(text.replace(",", ""))]
 
 
 RAN_ON_CHARS = AgentConfig().max_answer_chars
@@ -192,22 +199,42 @@ def ran_on(answer: str | None) -> bool:
     15 digits ("8439.000000000001000000000001..." after the calculator returned 8439)?"""
     if answer is None:
         return False
-    digits = (sum(ch.isdigit() for ch in x) for x in _NUMBER.findall(answer))
+    digits = (sum(ch.isdigit() for ch in x) for x in _DIGITS.findall(answer))
     return len(answer) >= RAN_ON_CHARS or max(digits, default=0) > 15
 
 
-def check(answer: str | None, expected: float, question: str = "") -> bool:
-    """Right when the answer's last number equals ``expected``; an empty answer, or one
-    that ran on (:func:`ran_on`), never is.
+def check(
+    answer: str | None,
+    expected: float,
+    question: str = "",
+    flag: str | None = None,
+    unit: str | None = None,
+) -> bool:
+    """Right when the answer's last number equals ``expected`` (followed by no unit other
+    than ``unit``, when one is asked for); an empty answer, one that ran on
+    (:func:`ran_on`), or one the agent flagged (``flag``, its ``RunResult.answer_flag``)
+    never is.
 
     Numbers that only restate the question are skipped: "5.4, the cost of 9 pears" answers
     "How much do 9 pears cost?" with 5.4, not 9. The expected value itself is never skipped
     ("40 minus 20" is 20)."""
-    if answer is None or not answer.strip() or ran_on(answer):
+    if answer is None or not answer.strip() or ran_on(answer) or flag is not None:
         return False
-    given = [g for g in _numbers(question) if not _same(g, expected)]
-    numbers = [x for x in _numbers(answer) if not any(_same(x, g) for g in given)]
-    return bool(numbers) and _same(numbers[-1], expected)
+    given = [g for g in numbers_in(question) if not _same(g, expected)]
+    numbers = [x for x in numbers_in(answer) if not any(_same(x, g) for g in given)]
+    if not numbers or not _same(numbers[-1], expected):
+        return False
+    return unit is None or _unit_after(answer, expected) in (None, unit)
+
+
+def _unit_after(answer: str, value: float) -> str | None:
+    """The unit written right after the last ``value`` in ``answer`` (None: none)."""
+    named = None
+    for number in _DIGITS.finditer(answer):
+        if _same(float(number.group()), value):
+            word = re.match(r"\s*([A-Za-z]+)", answer[number.end() :])
+            named = _UNIT_NAMES.get(word.group(1).lower()) if word else None
+    return named
 
 
 @dataclass
@@ -220,6 +247,7 @@ class Score:
     seconds: list[float] = field(default_factory=list)
     empty: list[bool] = field(default_factory=list)
     ran_on: list[bool] = field(default_factory=list)
+    flagged: list[bool] = field(default_factory=list)
     longest_arg: list[int] = field(default_factory=list)
 
     def row(self) -> list[str]:
@@ -234,6 +262,7 @@ class Score:
             f"{statistics.mean(self.seconds):.1f}",
             f"{100 * sum(self.empty) / max(n, 1):.0f}%",
             f"{100 * sum(self.ran_on) / max(n, 1):.0f}%",
+            f"{100 * sum(self.flagged) / max(n, 1):.0f}%",
             str(max(self.longest_arg, default=0)),
         ]
 
@@ -271,10 +300,11 @@ def run_family(
         t0 = time.perf_counter()
         result = agent.run(item.question)
         score.seconds.append(time.perf_counter() - t0)
-        answer = result.answer
-        score.correct.append(check(answer, item.expected, item.question))
+        answer, flag = result.answer, result.answer_flag
+        score.correct.append(check(answer, item.expected, item.question, flag, item.unit))
         score.empty.append(answer is None or not answer.strip())
         score.ran_on.append(ran_on(answer))
+        score.flagged.append(flag is not None)
         score.steps.append(result.metrics.steps)
         score.tokens.append(result.metrics.completion_tokens)
         score.longest_arg.append(_longest_arg(result))
@@ -287,6 +317,7 @@ def run_family(
                     "question": item.question,
                     "expected": item.expected,
                     "answer": answer,
+                    "answer_flag": flag,
                     "stopped": result.stopped,
                     "correct": score.correct[-1],
                     "actions": actions,
@@ -355,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 console.print(f"[dim]{kind} {family}: {time.perf_counter() - t0:.0f}s[/]")
     bfcl_md = _bfcl(model, args.bfcl_limit) if args.bfcl_limit else ""
     header = ["agent", "family", "n", "success", "steps", "tokens", "s/task"]
-    header += ["empty", "ran on", "max arg"]
+    header += ["empty", "ran on", "flagged", "max arg"]
     rows = [s.row() for s in scores]
     for agent in dict.fromkeys(s.agent for s in scores):
         mine = [s for s in scores if s.agent == agent]
@@ -363,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         secs = statistics.mean(x for s in mine for x in s.seconds)
         rows.append(
             [agent, "**mean of families**", "", f"{100 * mean:.0f}%", "", "", f"{secs:.1f}"]
-            + [""] * 3
+            + [""] * 4
         )
     title = f"Everyday agent tasks, seed {args.seed}{' - ' + args.label if args.label else ''}"
     table, md = render_table(title, header, rows)
@@ -378,7 +409,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{usage.ru_utime + usage.ru_stime:.0f} s. `max arg`: longest string argument "
         "of any call (characters); `empty`: runs that ended without a non-blank answer, "
         f"`ran on`: answers of {RAN_ON_CHARS}+ characters or with a number of more than 15 "
-        "digits (neither is ever counted as a success).\n\n" + md + bfcl_md
+        "digits, `flagged`: answers the agent's grounding check did not trust "
+        "(`RunResult.answer_flag`); none of the three is ever counted as a success.\n\n"
+        + md
+        + bfcl_md
     )
     args.out.write_text(text, encoding="utf-8")
     console.print(f"[green]wrote {args.out}[/]")
