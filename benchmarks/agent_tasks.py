@@ -184,6 +184,7 @@ def make_items(family: str, n: int, seed: int) -> list[Item]:
 
 
 _DIGITS = re.compile(r"\d+(?:\.\d+)?")
+_NUMBER_TEXT = re.compile(r"\d[\d,.]*(?:[eE][-+]?\d+)?")
 
 
 def _same(a: float, b: float) -> bool:
@@ -228,11 +229,14 @@ def check(
 
 
 def _unit_after(answer: str, value: float) -> str | None:
-    """The unit written right after the last ``value`` in ``answer`` (None: none)."""
+    """The unit written right after the last ``value`` in ``answer`` (None: none).
+
+    Each run of number characters is read by ``numbers_in``, as :func:`check` reads the
+    answer, so ``59,000 m`` and ``5.9e4 m`` are 59000 followed by ``m``."""
     named = None
-    for number in _DIGITS.finditer(answer):
-        if _same(float(number.group()), value):
-            word = re.match(r"\s*([A-Za-z]+)", answer[number.end() :])
+    for written in _NUMBER_TEXT.finditer(answer):
+        if any(_same(x, value) for x in numbers_in(written.group())):
+            word = re.match(r"\s*([A-Za-z]+)", answer[written.end() :])
             named = _UNIT_NAMES.get(word.group(1).lower()) if word else None
     return named
 

@@ -67,8 +67,12 @@ def test_an_answer_the_agent_flagged_is_not_a_success(tasks: ModuleType) -> None
         ("59000", True),  # a bare number names no unit
         ("59 liters = 59000 ml", True),
         ("59000 milliliters", True),
+        ("59000ml", True),
+        ("How many? 59000 milliliter", True),  # "many" is no unit; a singular is
         ("59 km = 59000 m", False),  # converted as kilometers: right factor, wrong units
         ("59000 meters", False),
+        ("59,000 meters", False),  # read as the checker reads numbers: 59000
+        ("59000m", False),
     ],
 )
 def test_a_unit_after_the_number_must_be_the_asked_unit(
