@@ -377,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     options = parse_kv(args.agent_opt)
     model = load_model(args.model)
-    started = time.perf_counter()
+    started, load = time.perf_counter(), os.getloadavg()[0]
     scores: list[Score] = []
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.with_suffix(".jsonl").open("w", encoding="utf-8") as log:
@@ -408,7 +408,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "# Everyday agent tasks\n\n"
         f"Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `benchmarks/agent_tasks.py "
         f"{' '.join(argv if argv is not None else sys.argv[1:])}` on {platform.machine()}, "
-        f"{os.cpu_count()} CPU cores (shared: wall seconds include waiting), model "
+        f"{os.cpu_count()} CPU cores (load average {load:.1f} at the start: wall seconds "
+        "include any waiting for a shared core), model "
         f"`{args.model}`; wall {time.perf_counter() - started:.0f} s, process CPU "
         f"{usage.ru_utime + usage.ru_stime:.0f} s. `max arg`: longest string argument "
         "of any call (characters); `empty`: runs that ended without a non-blank answer, "
