@@ -45,6 +45,8 @@ __all__ = ["register"]
 
 _D = DistillConfig().model_dump()  # CLI defaults come from the config's own defaults
 _R = RlConfig().model_dump()
+_PRESETS = {"laptop": "distill", "full": "distill-full", "reference": "distill-reference"}
+"""``--preset`` name -> the shipped config it stands for (``slmkit.training.config_file``)."""
 
 console = Console()
 err = Console(stderr=True)
@@ -182,7 +184,9 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option(
                 help="laptop (the defaults) | full (all training tasks, more attempts, every "
-                "held-out task): a shipped config, used when --config is not given"
+                "held-out task) | reference (no teacher model: the environment's reference "
+                "actions of every training task): a shipped config, used when --config is not "
+                "given"
             ),
         ] = None,
         seed: Annotated[int, typer.Option(help="seed")] = 0,
@@ -211,9 +215,11 @@ def register(app: typer.Typer) -> None:
         from slmkit.training import config_file, distill
 
         if preset is not None and config is None:
-            if preset not in ("laptop", "full"):
-                raise SlmkitError(f"unknown preset {preset!r}", hint="use laptop or full")
-            config = config_file("distill" if preset == "laptop" else "distill-full")
+            if preset not in _PRESETS:
+                raise SlmkitError(
+                    f"unknown preset {preset!r}", hint="use one of: " + ", ".join(_PRESETS)
+                )
+            config = config_file(_PRESETS[preset])
 
         fields: dict[str, Any] = {
             "run_dir": run_dir, "runs_root": runs_root,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from slmkit.models import PathNotFoundError
 from slmkit.training import DistillConfig, config_file, shipped_configs
@@ -30,6 +31,7 @@ def test_shipped_configs_are_found_by_name_and_a_path_wins(
     assert names == {
         "distill",
         "distill-full",
+        "distill-reference",
         "accelerate/ddp",
         "accelerate/fsdp",
         "accelerate/deepspeed_zero2",
@@ -43,3 +45,19 @@ def test_shipped_configs_are_found_by_name_and_a_path_wins(
     with pytest.raises(PathNotFoundError, match="no shipped config") as err:
         config_file("distil")
     assert "accelerate/ddp" in (err.value.hint or "")
+
+
+def _changed(a: BaseModel, b: BaseModel) -> set[str]:
+    """The fields whose values differ between two models of one class."""
+    return {k for k in type(a).model_fields if getattr(a, k) != getattr(b, k)}
+
+
+def test_the_reference_preset_is_the_laptop_run_on_other_data() -> None:
+    """Only the data (every training item's reference actions), the epochs (with the
+    validation interval) and the learning curve differ, so its report compares with the
+    laptop run's on the same held-out items."""
+    shipped = yaml.safe_load(config_file("distill-reference").read_text(encoding="utf-8"))
+    reference, laptop = DistillConfig.model_validate(shipped), DistillConfig()
+    assert _changed(reference, laptop) == {"train_n", "teacher_agent", "sft", "curve"}
+    assert (reference.train_n, reference.teacher_agent, reference.curve) == (None, "gold", [])
+    assert _changed(reference.sft, laptop.sft) == {"epochs", "save_steps"}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from slmkit.training import STAGES, DistillConfig, SftConfig, distill
@@ -23,6 +24,16 @@ _CHILD = (
     "from slmkit.training import DistillConfig, distill\n"
     "distill(DistillConfig.model_validate_json(sys.argv[1]))\n"
 )
+
+
+def _distill_cli() -> typer.Typer:
+    """The ``agentctl distill`` commands of ``slmkit.apps.cli_train`` on an app of their own."""
+    from slmkit.apps.cli_train import register
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    register(app)
+    return app
 
 
 def _gold_run(run: Path, env: str = "bfcl:simple", **changes: Any) -> DistillConfig:
@@ -111,13 +122,7 @@ def test_killed_in_sft_resumes_there_without_redoing_collect(tmp_path: Path) -> 
     assert (run / "report.png").stat().st_size > 10_000
 
     # `agentctl distill status RUN`
-    import typer
-
-    from slmkit.apps.cli_train import register
-
-    app = typer.Typer()
-    app.command("noop")(lambda: None)
-    register(app)
+    app = _distill_cli()
     out = CliRunner().invoke(app, ["distill", "status", str(run)], terminal_width=200)
     assert out.exit_code == 0, out.output
     for stage in STAGES:
@@ -128,13 +133,7 @@ def test_killed_in_sft_resumes_there_without_redoing_collect(tmp_path: Path) -> 
 def test_the_cli_keeps_distills_own_sft_defaults(tmp_path: Path) -> None:
     """With no SFT flags the student is merged (a plain HF folder the GGUF export takes);
     an SFT flag changes only what it names."""
-    import typer
-
-    from slmkit.apps.cli_train import register
-
-    app = typer.Typer()
-    app.command("noop")(lambda: None)
-    register(app)
+    app = _distill_cli()
     for extra, epochs in (([], 2.0), (["--epochs", "1"], 1.0)):
         run = tmp_path / f"run{len(extra)}"
         args = ["distill", "--run-dir", str(run), "--teacher-agent", "gold", "--train-limit", "1"]
@@ -168,14 +167,9 @@ def test_the_training_file_keeps_task_order_whatever_order_collect_finished_in(
 
 def test_distill_rl_flag_adds_an_rl_stage_from_the_student(tmp_path: Path) -> None:
     """``--rl`` (with ``--rl-opt``) configures GRPO after SFT; without it the stage is off."""
-    import typer
-
-    from slmkit.apps.cli_train import register
     from slmkit.training.distill import _Pipeline
 
-    app = typer.Typer()
-    app.command("noop")(lambda: None)
-    register(app)
+    app = _distill_cli()
     for extra, want in (([], None), (["--rl", "--rl-opt", "max_steps=3"], 3)):
         run = tmp_path / f"run{len(extra)}"
         args = ["distill", "--run-dir", str(run), "--teacher-agent", "gold", "--train-n", "1"]
@@ -265,13 +259,7 @@ def test_killed_in_the_learning_curve_resumes_there_on_clean_data(tmp_path: Path
 
 
 def test_preset_full_is_the_shipped_full_config_and_flags_still_win(tmp_path: Path) -> None:
-    import typer
-
-    from slmkit.apps.cli_train import register
-
-    app = typer.Typer()
-    app.command("noop")(lambda: None)
-    register(app)
+    app = _distill_cli()
     run = tmp_path / "run"
     args = ["distill", "--preset", "full", "--run-dir", str(run), "--teacher-agent", "gold"]
     out = CliRunner().invoke(app, [*args, "--train-limit", "1", "--until", "collect"])
@@ -282,3 +270,15 @@ def test_preset_full_is_the_shipped_full_config_and_flags_still_win(tmp_path: Pa
     assert cfg["sft"]["method"] == "full"
     bad = CliRunner().invoke(app, ["distill", "--preset", "huge", "--run-dir", str(run)])
     assert bad.exit_code != 0 and "unknown preset 'huge'" in str(bad.exception)
+
+
+def test_preset_reference_collects_the_reference_runs(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    args = ["distill", "--preset", "reference", "--run-dir", str(run), "--until", "collect"]
+    more = ["--train-env", "bfcl:simple", "--train-limit", "2"]
+    out = CliRunner().invoke(_distill_cli(), [*args, *more])
+    assert out.exit_code == 0, out.output
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["teacher_agent"] == "gold" and cfg["sft"]["epochs"] == 1
+    ledger = run / "collect" / "bfcl_simple.ledger.jsonl"
+    assert [json.loads(line)["success"] for line in ledger.read_text().splitlines()] == [True] * 2
