@@ -244,8 +244,7 @@ def register(app: typer.Typer) -> None:
         merged = merge_config(ctx, config, fields, rename)
         sft_fields = {"method": method, "epochs": epochs, "learning_rate": lr,
                       "lora_r": lora_r, "max_steps": sft_max_steps}  # fmt: skip
-        merged["sft"] = {  # distill's own SFT defaults (a merged student), then overrides
-            **_D["sft"],
+        merged["sft"] = {  # the file's fields over distill's SFT defaults, then flags
             **dict(merged.get("sft") or {}),
             **{k: v for k, v in sft_fields.items() if v is not None},
             **parse_kv(sft_opt),

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "STAGES",
@@ -348,6 +348,16 @@ class DistillConfig(BaseModel):
     )
     seed: int = Field(0, description="seed of collection and training")
     progress: bool = Field(True, description="show progress bars")
+
+    @field_validator("sft", mode="before")
+    @classmethod
+    def _sft_over_distill_defaults(cls, value: Any) -> Any:
+        """A partial ``sft`` mapping (``{"epochs": 1}``, a YAML block naming two fields)
+        changes those fields of *distill's* SFT defaults, not of :class:`SftConfig`'s: a
+        config that sets the epochs still trains a merged, whole, validated student."""
+        if isinstance(value, dict):
+            return {**_distill_sft_default().model_dump(exclude_unset=True), **value}
+        return value
 
     @model_validator(mode="after")
     def _one_first_thought(self) -> DistillConfig:

@@ -1,4 +1,5 @@
-"""Hardware defaults: which precision a run resolves to on this machine."""
+"""Config defaults: which precision a run resolves to on this machine, and what a
+partial block of a distillation config keeps."""
 
 from __future__ import annotations
 
@@ -20,3 +21,17 @@ def test_full_fine_tuning_autocasts_to_bf16_only_on_a_cpu_with_bf16_units(
     assert full.precision == ("bf16" if bf16_units else "fp32")
     assert SftConfig(method="lora", device="cpu").resolved().precision == "fp32"
     assert SftConfig(method="full", device="cpu", precision="fp32").resolved().precision == "fp32"
+
+
+def test_a_partial_sft_block_changes_only_its_fields_of_distills_defaults() -> None:
+    """A config naming one SFT field keeps distill's own defaults for the rest (a merged,
+    whole student with a validation slice), not the bare SftConfig's (an unmerged adapter)."""
+    from slmkit.training import DistillConfig
+
+    default = DistillConfig().sft
+    partial = DistillConfig.model_validate({"sft": {"epochs": 1}}).sft
+    assert partial.epochs == 1
+    assert partial.model_copy(update={"epochs": default.epochs}) == default
+    assert (partial.method, partial.merge, partial.val_fraction) == ("full", True, 0.1)
+    explicit = SftConfig(method="lora", merge=False)
+    assert DistillConfig(sft=explicit).sft == explicit  # a whole SftConfig is taken as given
