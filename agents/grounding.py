@@ -5,7 +5,8 @@ returned ``117`` the 135M model may still answer ``".18"``, or a number it made 
 a run's answer comes after tool results, :func:`contradiction` compares the numbers the
 answer states with the numbers the observations hold: when the last observation holds
 numbers, an answer whose last number (where answers put their result: "12 times 13 is
-156") is in no observation contradicts it, and so does an answer with no number at all
+156"; a number restating the task, as in "5.4 is the cost of 9 pears", is not the result)
+is in no observation contradicts it, and so does an answer with no number at all
 (the 135M model answers ``"{{result}}"`` or ``","`` after the calculator returned 81).
 The loop agents flag such an answer on its action event (``StepEvent.flag``), and by
 default ask the model once to answer again from the observation
@@ -48,11 +49,14 @@ def _states(answer: str, observed: str) -> bool:
     return abs(a - o) <= Decimal("1e-9") * max(Decimal(1), abs(a), abs(o))
 
 
-def contradiction(answer: str, observations: Sequence[str]) -> str | None:
+def contradiction(answer: str, observations: Sequence[str], task: str = "") -> str | None:
     """Why ``answer`` contradicts the last of ``observations``, or None when it does not.
 
     None as well when there is nothing to compare: no observation, or a last observation
-    without numbers (an error message, a text).
+    without numbers (an error message, a text). Numbers that restate ``task`` are not the
+    answer's result: "5.4, the total cost of 9 pears" answers "How much do 9 pears cost?"
+    with 5.4 (the calculator's), not with 9; an answer stating nothing but the task's
+    numbers is judged by its last.
     """
     if not observations:
         return None
@@ -67,8 +71,12 @@ def contradiction(answer: str, observations: Sequence[str]) -> str | None:
             f"the answer {answer.strip()[:80]!r} states no number, but the tools returned "
             f"one (the last observation: {shown!r})"
         )
+    given = _written(task)
+    result = next(
+        (x for x in reversed(stated) if not any(_states(x, g) for g in given)), stated[-1]
+    )
     known = [x for text in observations for x in _written(text)]
-    if any(_states(stated[-1], k) for k in known):
+    if any(_states(result, k) for k in known):
         return None
     return (
         f"the answer {answer.strip()[:80]!r} does not state a number the tools returned "

@@ -308,7 +308,7 @@ class LoopAgent(GraphAgent):
                 f"the answer ran on to its length bound ({self.config.max_answer_chars} characters)"
             )
         seen = [str(e.get("observation") or "") for e in observations if e.get("ok")]
-        return contradiction(answer, seen)
+        return contradiction(answer, seen, str(state.get("task") or ""))
 
     def _quote(self, state: Mapping[str, Any], signals: Signals) -> str | None:
         """The last observation, to be quoted by a retried answer (when short enough)."""

@@ -72,6 +72,25 @@ def test_contradiction_compares_the_answers_number_with_the_observations(
     assert (contradiction(answer, observations) is not None) is flagged
 
 
+@pytest.mark.parametrize(
+    ("answer", "flagged"),
+    [
+        ("The result is 5.4, which is the total cost of 9 pears.", False),  # 9 restates
+        ("9 pears cost 5.4", False),
+        ("9", True),  # only the task's number: judged by it
+        ("The result is 0.6, which is 60% of 9 pears.", True),  # 60 is no tool's
+    ],
+)
+def test_numbers_restating_the_task_are_not_the_answers_result(
+    answer: str, flagged: bool
+) -> None:
+    """Seen on the agent-tasks dev seed: the right answer to "How much do 9 pears cost in
+    total?" was flagged (its last number, 9, is the task's) and so counted as a failure."""
+    observations = ["81", "0.6", "5.4"]
+    task = "How much do 9 pears cost in total?"
+    assert (contradiction(answer, observations, task) is not None) is flagged
+
+
 def test_an_answer_contradicting_the_last_observation_is_flagged(smollm: ChatModel) -> None:
     agent = ToolAgent(smollm, [convert_units], grounding="flag", checkpoint="none")
     result = agent.run(TASK)
