@@ -81,9 +81,7 @@ def test_contradiction_compares_the_answers_number_with_the_observations(
         ("The result is 0.6, which is 60% of 9 pears.", True),  # 60 is no tool's
     ],
 )
-def test_numbers_restating_the_task_are_not_the_answers_result(
-    answer: str, flagged: bool
-) -> None:
+def test_numbers_restating_the_task_are_not_the_answers_result(answer: str, flagged: bool) -> None:
     """Seen on the agent-tasks dev seed: the right answer to "How much do 9 pears cost in
     total?" was flagged (its last number, 9, is the task's) and so counted as a failure."""
     observations = ["81", "0.6", "5.4"]
