@@ -146,8 +146,11 @@ class ToolAgent(LoopAgent):
     def _action_messages(self, action: Action) -> list[Message]:
         if action.final_answer is not None:
             # The thought stays, as it does before a call: what the student learns from.
-            lead = f"{action.thought}\n\n" if action.thought else ""
-            return [{"role": "assistant", "content": lead + action.final_answer}]
+            # A blank line follows it (even an empty one) so that training can split the two
+            # again (slmkit.training.data.agent_conversation splits at the first one).
+            if action.thought is None:
+                return [{"role": "assistant", "content": action.final_answer}]
+            return [{"role": "assistant", "content": f"{action.thought}\n\n{action.final_answer}"}]
         return [
             {
                 "role": "assistant",

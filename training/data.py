@@ -122,15 +122,15 @@ def agent_conversation(
                 f"trajectory {traj.id} has an unparsable output at message {i}",
                 hint="drop runs with parse errors before training (the filter stage does)",
             )
-        # The model wrote its final answer as a JSON action; the trajectory keeps only the
-        # answer text (a thought it had is lost: it is written empty, which the grammar allows).
-        with_thought = thought or (first_thought and i == first_action)
-        view[i] = {
-            "role": "assistant",
-            "content": action_text(
-                thought="" if with_thought else None, final_answer=str(m.get("content") or "")
-            ),
-        }
+        # The model wrote its final answer as a JSON action; the trajectory keeps the
+        # answer text, led by the thought and a blank line when it had one (a thought that
+        # itself holds a blank line is split there: the rest is read as the answer).
+        said: str | None = None
+        answer = str(m.get("content") or "")
+        if thought or (first_thought and i == first_action):
+            lead, blank, rest = answer.partition("\n\n")
+            said, answer = (lead, rest) if blank else ("", answer)
+        view[i] = {"role": "assistant", "content": action_text(thought=said, final_answer=answer)}
     if system_prompt != "agent":
         view[0] = {**view[0], "content": student_system_prompt(view[0]["content"], system_prompt)}
     return to_text_messages(view)

@@ -39,16 +39,20 @@ class Recording(WrappedModel):
         return out
 
 
-def test_training_conversation_is_what_the_real_agent_saw_and_wrote() -> None:
+@pytest.mark.parametrize("thought", [False, True])
+def test_training_conversation_is_what_the_real_agent_saw_and_wrote(thought: bool) -> None:
     """A real ToolAgent run: every prompt the model got, and every action it emitted,
-    appears verbatim in the training conversation built from its trajectory."""
+    appears verbatim in the training conversation built from its trajectory; with
+    thoughts on, the final answer's thought too (not inside the answer)."""
     from slmkit.simulators import load_env, run_episode
 
     recorder = Recording(load_model("llamacpp:smollm2"))
     env = load_env("bfcl:multiple", split="train")
     task = env.tasks().take(1)[0]
-    traj = run_episode(env, task, model=recorder, options={"max_steps": 2})
+    options = {"max_steps": 2, "thought": thought}
+    traj = run_episode(env, task, model=recorder, options=options)
     conv = agent_conversation(traj)
+    assert "final_answer" in json.loads(conv[-1]["content"])  # the run answered
     assistant_at = [i for i, m in enumerate(conv) if m["role"] == "assistant"]
     assert assistant_at and recorder.calls
     for i in assistant_at:
