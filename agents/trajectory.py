@@ -80,6 +80,9 @@ class Trajectory(BaseModel):
 def read_trajectories(path: str | Path) -> Iterator[Trajectory]:
     """Trajectories from a JSONL file; a torn last line (a killed writer) is skipped.
 
+    A last line without a newline is read when it parses (a file written by hand or
+    with ``"\n".join``); only one that does not parse is taken for a torn write.
+
     Raises:
         PathNotFoundError: ``path`` names no file (checked before the first item).
     """
@@ -94,5 +97,10 @@ def _read_lines(file: Path) -> Iterator[Trajectory]:
         if not line.strip():
             continue
         if i == len(lines) - 1 and not line.endswith("\n"):
+            try:
+                last = Trajectory.from_json(line)
+            except ValueError:
+                return  # torn by a killed writer
+            yield last
             return
         yield Trajectory.from_json(line)

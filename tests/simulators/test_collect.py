@@ -39,6 +39,17 @@ def test_append_log_repairs_a_torn_last_line(tmp_path: Path) -> None:
     assert [json.loads(x)["id"] for x in path.read_text().splitlines()] == ["a", "b", "c"]
 
 
+def test_read_trajectories_keeps_a_whole_last_line_and_skips_a_torn_one(tmp_path: Path) -> None:
+    """A file written with "\n".join has no final newline: its last trajectory counts. Only
+    a last line that does not parse is a torn write."""
+    whole = tmp_path / "seeds.jsonl"
+    whole.write_text("\n".join(['{"id": "a"}', '{"id": "b"}']))
+    assert _ids(whole) == ["a", "b"]
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text('{"id": "a"}\n{"id": "b", "mess')
+    assert _ids(torn) == ["a"]
+
+
 def test_collect_writes_and_resumes_without_duplicates(tmp_path: Path) -> None:
     out = tmp_path / "runs.jsonl"
     cfg = CollectConfig(env="bfcl", agent="gold", split="test", n=6, out=out, progress=False)
