@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from slmkit.models import DEFAULT_SPEC, EMBEDDED_MODELS, SlmkitError
@@ -168,7 +169,7 @@ def main() -> None:
     try:
         app()
     except SlmkitError as exc:
-        err_console.print(f"[red]error:[/] {exc.message}", markup=True, highlight=False)
+        err_console.print(f"[red]error:[/] {escape(exc.message)}", highlight=False)
         if exc.hint:
-            err_console.print(f"[yellow]hint:[/] {exc.hint}", highlight=False)
+            err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", highlight=False)
         sys.exit(2)

@@ -252,7 +252,7 @@ def print_answer(ans: CitedAnswer, out: Console | None = None) -> None:
             quote = escape(" ".join(c.quote.split()))
             out.print(f'    [{c.marker}] "{quote}"  {_verdict(c)}', highlight=False)
     for i in ans.unsupported_sentences:
-        out.print(f"[yellow](not supported by its quote: {escape(ans.sentences[i])!r})[/]")
+        out.print(f"[yellow](not supported by its quote: {escape(repr(ans.sentences[i]))})[/]")
     if not ans.complete:
         out.print("[yellow](the answer was cut off by the token budget)[/]")
     if ans.citations:

@@ -89,6 +89,8 @@ def test_tools_run_calculator() -> None:
         (("chat", "hi", "--model", "nosuch:model"), "cannot read model spec"),
         (("chat", "hi", "--model", "llamacpp:/no/such.gguf"), "no GGUF file at"),
         (("chat", "hi", "--schema", "/no/such/schema.json"), "cannot read schema"),
+        # brackets in a message are text, not rich markup (a closing tag crashed it)
+        (("chat", "hi", "--schema", "/no/[/such]/s.json"), "/no/[/such]/s.json"),
     ],
 )
 def test_errors_print_a_message_and_a_hint(args: tuple[str, ...], message: str) -> None:
