@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from slmkit.agents.config import RouterConfig
+from slmkit.agents.config import RouterConfig, with_options
 from slmkit.agents.errors import AgentError
 from slmkit.models import ChatModel, Completion, Message, SchemaLike, WrappedModel
 
@@ -77,7 +77,7 @@ class Router(WrappedModel):
         name = small.name if large is None else f"{small.name}|{large.name}"
         super().__init__(small, name=name, backend="router")
         self.large = large
-        self.config = (config or RouterConfig()).model_copy(update=options)
+        self.config = with_options(RouterConfig, config, options)
         wants_logprobs = self.config.min_confidence is not None and large is not None
         if wants_logprobs and not small.supports_logprobs:
             raise AgentError(

@@ -13,10 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_cli_run import _app
 from typer.testing import CliRunner
 
-from slmkit.agents import Router, StepEvent, ToolAgent
+from slmkit.agents import AgentError, Router, StepEvent, ToolAgent
 from slmkit.models import ChatModel
 from slmkit.tools import calculator
 
@@ -50,6 +51,20 @@ def test_an_unsure_step_is_asked_again_of_the_large_model(
     # both answers were paid for: the small model's (judged unsure), then the large one's
     assert [c.model for c in action.calls] == ["smollm2", "smollm2-large"]
     assert meta["routing"][0]["model"] == "smollm2-large"
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [({"max_failure": 3}, "max_failure"), ({"max_failures": 0}, "max_failures"),
+     ({"scope": "bogus"}, "scope")],
+)  # fmt: skip
+def test_router_options_are_validated(
+    smollm: ChatModel, options: dict[str, Any], field: str
+) -> None:
+    """A misspelt or impossible option is an error, not silently ignored (0 failures would
+    send every step to the large model)."""
+    with pytest.raises(AgentError, match=field):
+        Router(smollm, **options)
 
 
 def test_a_confident_step_stays_on_the_small_model(
