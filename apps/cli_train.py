@@ -40,6 +40,7 @@ from slmkit.apps.flags import (
 )
 from slmkit.models import SlmkitError
 from slmkit.training import DistillConfig, RlConfig
+from slmkit.training.stages import CONFIG_FILE
 
 __all__ = ["register"]
 
@@ -50,6 +51,17 @@ _PRESETS = {"laptop": "distill", "full": "distill-full", "reference": "distill-r
 
 console = Console()
 err = Console(stderr=True)
+
+
+def _resumed_config(config: Path | None, run_dir: Path | None) -> Path | None:
+    """The config file a command reads: ``--config`` (or ``--preset``), else the
+    ``config.json`` of the run ``--run-dir`` resumes, so that ``--run-dir X`` alone goes on
+    with X as it was started (flags given still win) instead of the defaults, which would
+    rerun every stage whose options differ."""
+    if config is None and run_dir is not None and (run_dir / CONFIG_FILE).is_file():
+        return run_dir / CONFIG_FILE
+    return config
+
 
 FromOpt = Annotated[str | None, typer.Option("--from", help="rerun from this stage")]
 UntilOpt = Annotated[str | None, typer.Option(help="stop after this stage")]
@@ -220,6 +232,7 @@ def register(app: typer.Typer) -> None:
                     f"unknown preset {preset!r}", hint="use one of: " + ", ".join(_PRESETS)
                 )
             config = config_file(_PRESETS[preset])
+        config = _resumed_config(config, run_dir)
 
         fields: dict[str, Any] = {
             "run_dir": run_dir, "runs_root": runs_root,
@@ -309,6 +322,7 @@ def register(app: typer.Typer) -> None:
             return
         from slmkit.training import rl
 
+        config = _resumed_config(config, run_dir)
         fields: dict[str, Any] = {
             "env": env, "model": model, "run_dir": run_dir, "runs_root": runs_root,
             "split": split, "limit": limit, "rollout": rollout,

@@ -144,6 +144,28 @@ def test_the_cli_keeps_distills_own_sft_defaults(tmp_path: Path) -> None:
         assert sft_cfg["method"] == "full"  # the whole 135M student, not a CPU adapter
 
 
+def test_run_dir_alone_resumes_the_run_as_it_was_started(tmp_path: Path) -> None:
+    """``--run-dir X`` with no other flag continues X with X's own options, not the
+    defaults (which would redo its stages); a flag given then still wins."""
+    app = _distill_cli()
+    run = tmp_path / "run"
+    args = ["distill", "--run-dir", str(run), "--no-progress"]
+    first = [*args, "--teacher-agent", "gold", "--train-limit", "1", "--epochs", "1"]
+    out = CliRunner().invoke(app, [*first, "--until", "collect"])
+    assert out.exit_code == 0, out.output
+    started = json.loads((run / "config.json").read_text())
+    collected = (run / "collect" / "bfcl_simple.jsonl").stat().st_mtime_ns
+    out = CliRunner().invoke(app, [*args, "--until", "filter"])
+    assert out.exit_code == 0, out.output
+    resumed = json.loads((run / "config.json").read_text())
+    assert resumed == started  # gold teacher, 1 task, 1 epoch: not the laptop defaults
+    assert (run / "collect" / "bfcl_simple.jsonl").stat().st_mtime_ns == collected
+    out = CliRunner().invoke(app, [*args, "--until", "filter", "--eval-limit", "7"])
+    assert out.exit_code == 0, out.output
+    changed = json.loads((run / "config.json").read_text())
+    assert changed == {**started, "eval_n": 7}
+
+
 def test_the_training_file_keeps_task_order_whatever_order_collect_finished_in(
     tmp_path: Path,
 ) -> None:
