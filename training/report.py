@@ -322,7 +322,8 @@ def write_distill_report(
     tb, ta = transfer.get("before") or {}, transfer.get("after") or {}
     curve_out = _outputs(statuses, "curve")
     curve = (
-        curve_points(curve_out, before, after, int(training.get("rows") or 0))
+        # runs as the curve's points count them: kept runs, the validation slice included
+        curve_points(curve_out, before, after, int(flt.get("kept") or training.get("rows") or 0))
         if curve_out.get("points") and before and after
         else []
     )

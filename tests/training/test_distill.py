@@ -265,6 +265,9 @@ def test_killed_in_the_learning_curve_resumes_there_on_clean_data(tmp_path: Path
     assert meta["resumed_from"] and "checkpoint-" in meta["resumed_from"]
     report = result.report.read_text()
     assert "## Learning curve" in report and "| 50% |" in report
+    kept = result.outputs("filter")["kept"]  # every point counts runs the same way
+    assert f"| 50% | {point['runs']} |" in report and f"| 100% | {kept} |" in report
+    assert point["runs"] == round(0.5 * kept)
     assert (run / "curve.png").stat().st_size > 5_000
 
     # the training data: no held-out task, no near-duplicate of one
