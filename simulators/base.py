@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from slmkit.models import Message
 from slmkit.simulators.errors import SimulationError
 from slmkit.tools import Tool, ToolCall, ToolRegistry, ToolResult
+from slmkit.tools.tool import inline_refs
 
 __all__ = [
     "Environment",
@@ -349,9 +350,7 @@ class EpisodeRegistry(ToolRegistry):
 def tool_from_method(method: Callable[..., Any], *, name: str | None = None) -> Tool:
     """A :class:`Tool` from a typed, documented (bound) method, with its output schema."""
     tool = Tool.from_function(method, name=name)
-    return dataclasses.replace(
-        tool, parameters=inline_refs(tool.parameters), output_schema=output_schema_of(method)
-    )
+    return dataclasses.replace(tool, output_schema=output_schema_of(method))
 
 
 def output_schema_of(fn: Callable[..., Any]) -> dict[str, Any] | None:
@@ -374,41 +373,6 @@ def output_schema_of(fn: Callable[..., Any]) -> dict[str, Any] | None:
     except Exception:  # a type pydantic cannot describe: no schema rather than a crash
         return None
     return inline_refs(schema)
-
-
-def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """Inline ``$defs`` references (grammar compilers and small prompts prefer flat schemas).
-
-    Recursive definitions are left as references.
-    """
-    defs: dict[str, Any] = schema.get("$defs", {})
-
-    def walk(node: Any, seen: frozenset[str]) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                key = ref.split("/")[-1]
-                if key in defs and key not in seen:
-                    merged = {**defs[key], **{k: v for k, v in node.items() if k != "$ref"}}
-                    return walk(merged, seen | {key})
-            return {k: walk(v, seen) for k, v in node.items() if k != "$defs"}
-        if isinstance(node, list):
-            return [walk(v, seen) for v in node]
-        return node
-
-    out = walk(schema, frozenset())
-    assert isinstance(out, dict)
-    if _has_ref(out) and defs:
-        out["$defs"] = defs
-    return out
-
-
-def _has_ref(node: Any) -> bool:
-    if isinstance(node, dict):
-        return "$ref" in node or any(_has_ref(v) for v in node.values())
-    if isinstance(node, list):
-        return any(_has_ref(v) for v in node)
-    return False
 
 
 def jsonable(value: Any) -> Any:

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from slmkit.tools.errors import ToolDefinitionError
 
-__all__ = ["Tool", "normalize_parameters", "tool"]
+__all__ = ["Tool", "inline_refs", "normalize_parameters", "tool"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$")
 
@@ -42,6 +42,43 @@ _TYPE_ALIASES = {
     "char": "string",
 }
 _JSON_TYPES = {"object", "number", "array", "integer", "string", "boolean", "null"}
+
+
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Inline ``$defs`` references (grammar compilers and small prompts prefer flat schemas,
+    and a tool's parameters are nested inside call schemas, where ``#/$defs/...`` would
+    point at nothing).
+
+    Recursive definitions are left as references.
+    """
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def walk(node: Any, seen: frozenset[str]) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                key = ref.split("/")[-1]
+                if key in defs and key not in seen:
+                    merged = {**defs[key], **{k: v for k, v in node.items() if k != "$ref"}}
+                    return walk(merged, seen | {key})
+            return {k: walk(v, seen) for k, v in node.items() if k != "$defs"}
+        if isinstance(node, list):
+            return [walk(v, seen) for v in node]
+        return node
+
+    out = walk(schema, frozenset())
+    assert isinstance(out, dict)
+    if _has_ref(out) and defs:
+        out["$defs"] = defs
+    return out
+
+
+def _has_ref(node: Any) -> bool:
+    if isinstance(node, dict):
+        return "$ref" in node or any(_has_ref(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_has_ref(v) for v in node)
+    return False
 
 
 def normalize_parameters(schema: Any, *, where: str = "parameters") -> dict[str, Any]:
@@ -156,7 +193,7 @@ class Tool:
             default = ... if param.default is param.empty else param.default
             fields[pname] = (hints[pname], Field(default, description=arg_docs.get(pname)))
         model = create_model(f"{fn.__name__}_args", __config__=ConfigDict(extra="forbid"), **fields)
-        schema = model.model_json_schema()
+        schema = inline_refs(model.model_json_schema())  # an Enum or model argument: $defs
         schema.pop("title", None)
         for prop in schema.get("properties", {}).values():
             prop.pop("title", None)
@@ -181,7 +218,7 @@ class Tool:
         pure: bool = False,
     ) -> Tool:
         """Build a tool from a JSON function doc (OpenAI or BFCL style)."""
-        params = normalize_parameters(parameters)
+        params = inline_refs(normalize_parameters(parameters))
         params.setdefault("type", "object")
         params.setdefault("properties", {})
         return cls(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from typing import Annotated, Any, Literal
 
 import jsonschema
 import pytest
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from slmkit.tools import (
     NO_CALL,
@@ -101,6 +102,42 @@ def test_single_tool_schema_is_not_a_union() -> None:
     schema = ToolRegistry([get_weather]).call_schema()
     assert "anyOf" not in schema and schema["properties"]["name"] == {"const": "get_weather"}
     assert _valid(VALID_CALLS[0], schema) and not _valid(VALID_CALLS[2], schema)
+
+
+class Color(enum.StrEnum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+def test_enum_and_model_arguments_make_a_self_contained_call_schema() -> None:
+    """pydantic puts an Enum or a model argument in ``$defs``; nested under the call's
+    ``arguments``, a ``#/$defs/...`` reference would point at nothing (validation crashed
+    with PointerToNowhere). The tool's parameters are inlined instead."""
+
+    @tool
+    def paint(color: Color, at: Point) -> str:
+        """Paint a point.
+
+        Args:
+            color: the color
+            at: where
+        """
+        return f"{color.value} at {at.x},{at.y}"
+
+    reg = ToolRegistry([paint])
+    schema = reg.call_schema()
+    assert "$defs" not in json.dumps(schema) and "$ref" not in json.dumps(schema)
+    good = {"name": "paint", "arguments": {"color": "red", "at": {"x": 1, "y": 2}}}
+    assert _valid(good, schema)
+    assert not _valid(
+        {"name": "paint", "arguments": {"color": "green", "at": {"x": 1, "y": 2}}}, schema
+    )
+    assert reg.execute(ToolCall(name="paint", arguments=good["arguments"])).content == "red at 1,2"
 
 
 def test_parallel_call_schema(reg: ToolRegistry) -> None:
