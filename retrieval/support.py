@@ -164,9 +164,11 @@ class SupportScorer:
         if missing:
             encoded = self.embedder.encode(missing, show_progress=False)
             self._vectors_by_text.update(zip(missing, encoded, strict=True))
-            if len(self._vectors_by_text) > 20_000:  # a long-lived demo: keep memory bounded
-                self._vectors_by_text = dict(list(self._vectors_by_text.items())[-10_000:])
-        return np.stack([self._vectors_by_text[t] for t in texts])
+        out = np.stack([self._vectors_by_text[t] for t in texts])
+        if len(self._vectors_by_text) > 20_000:  # a long-lived demo: keep memory bounded
+            # (after stacking: an early-cached text of this very call may be dropped)
+            self._vectors_by_text = dict(list(self._vectors_by_text.items())[-10_000:])
+        return out
 
     def _combine(
         self, lexical: float, semantic: float, threshold: float, weight: float | None = None

@@ -125,3 +125,16 @@ def test_fenced_code_is_not_a_candidate(scorer: SupportScorer) -> None:
         "Indexes are rebuilt with one command.",
         "Run it after the files change.",
     ]
+
+
+def test_a_full_embedding_cache_keeps_what_the_current_call_needs(embedder: Embedder) -> None:
+    """A long-lived demo's cache is cut to its newest entries when it grows past its bound;
+    a text cached long ago and needed again in the call that crosses the bound must still
+    be scored (it raised KeyError). The filler entries stand in for 20,000 earlier texts."""
+    scorer = SupportScorer(embedder)
+    first = scorer.score(NONLOCAL_QUOTE, [NONLOCAL])
+    filler = {f"earlier text {i}": scorer._vectors(["x"])[0] for i in range(20_000)}
+    scorer._vectors_by_text.update(filler)
+    again = scorer.score(NONLOCAL_QUOTE, [NONLOCAL, "A sentence nobody asked about before."])
+    assert again.score >= first.score
+    assert len(scorer._vectors_by_text) <= 10_000
