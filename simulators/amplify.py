@@ -231,14 +231,22 @@ def amplify(config: AmplifyConfig, *, model: ChatModel | None = None) -> Amplify
                 prompts.append(
                     [{"role": "user", "content": _prompt(config, registry, shown, domain)}]
                 )
-            completions = model.chat_batch(
-                prompts,
-                schema=schema,
-                max_tokens=config.max_tokens,
-                temperature=config.temperature,
-                seed=config.seed + first,
-            )
+            # Each sample its own seed (seed + i), whatever the batch size: rows with the same
+            # prompt would otherwise sample the same trajectory B times.
+            rows = [
+                model.request(
+                    p,
+                    schema=schema,
+                    max_tokens=config.max_tokens,
+                    temperature=config.temperature,
+                    seed=config.seed + i,
+                )
+                for i, p in zip(samples, prompts, strict=True)
+            ]
+            completions = model.chat_requests(rows)
             for i, c in zip(samples, completions, strict=True):
+                if isinstance(c, Exception):
+                    raise c
                 entry: dict[str, Any] = {
                     "sample": i,
                     "prompt_tokens": c.usage.prompt_tokens,

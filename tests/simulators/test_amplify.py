@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from slmkit.agents import Trajectory, read_trajectories
-from slmkit.models import ChatModel
+from slmkit.models import ChatModel, Completion, Request, WrappedModel
 from slmkit.simulators import (
     AmplifyConfig,
     amplify,
@@ -143,3 +144,29 @@ def test_amplified_trajectories_all_validate(
         assert traj.meta["source"] == "amplify"
     again = amplify(cfg, model=smollm)  # resumes: nothing more to do
     assert again.generated == 1 and len(list(read_trajectories(out))) == summary.kept
+
+
+class SeedLog(WrappedModel):
+    """Passes rows to a real model and records the seed each row was sampled with."""
+
+    def __init__(self, inner: ChatModel) -> None:
+        super().__init__(inner)
+        self.seeds: list[int | None] = []
+
+    def chat_requests(self, requests: Sequence[Request]) -> list[Completion | Exception]:
+        self.seeds += [r.sampling.seed for r in requests]
+        return super().chat_requests(requests)
+
+
+def test_each_sample_has_its_own_seed_in_a_batch(
+    files: tuple[Path, Path, ToolRegistry], smollm: ChatModel, tmp_path: Path
+) -> None:
+    """Sample i is drawn with seed + i whatever the batch size: a batch used one seed for
+    all its rows, so rows with the same prompt wrote the same trajectory B times."""
+    tools, seeds, _ = files
+    model = SeedLog(smollm)
+    cfg = AmplifyConfig(
+        tools=tools, seeds=seeds, n=3, batch=2, seed=10, out=tmp_path / "a.jsonl", max_tokens=64
+    )
+    amplify(cfg, model=model)
+    assert model.seeds == [10, 11, 12]
