@@ -386,7 +386,7 @@ def load_jsonl(
     """
     p = _document_file(path)
     docs: list[Document] = []
-    for lineno, line in enumerate(read_text_file(p).splitlines(), start=1):
+    for lineno, line in enumerate(read_text_file(p).split("\n"), start=1):
         if not line.strip():
             continue
         try:

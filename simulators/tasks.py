@@ -32,7 +32,7 @@ def read_tasks_jsonl(path: str | Path) -> list[Task]:
     """
     p = existing_path(path, what="tasks file", kind="file")
     try:
-        lines = p.read_text(encoding="utf-8").splitlines()
+        lines = p.read_text(encoding="utf-8").split("\n")
     except OSError as exc:
         raise SimulationError(f"cannot read tasks from {p}: {exc}", hint="check the path") from exc
     tasks: list[Task] = []

@@ -100,7 +100,7 @@ def _read_records(path: Path) -> list[dict[str, Any]]:
         if text.lstrip().startswith("["):
             records = json.loads(text)
         else:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+            records = [json.loads(line) for line in text.split("\n") if line.strip()]
     except json.JSONDecodeError as exc:
         raise DataError(
             f"{path} is not valid JSON lines: {exc}",

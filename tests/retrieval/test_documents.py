@@ -136,6 +136,15 @@ def test_jsonl_fields_are_configurable(tmp_path: Path) -> None:
     assert docs[0].meta == {"format": "jsonl", "lang": "en"}
 
 
+def test_jsonl_text_may_hold_unicode_line_separators(tmp_path: Path) -> None:
+    """json.dumps(ensure_ascii=False) writes U+2028/U+2029 unescaped; only "\n" ends a
+    record (str.splitlines cut such a record in two)."""
+    path = tmp_path / "records.jsonl"
+    text = "first\u2028second\u2029third"
+    path.write_text(json.dumps({"text": text}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert [d.text for d in load_jsonl(path)] == [text]
+
+
 def test_jsonl_missing_text_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"text": "ok"}\n{"title": "no text"}\n', encoding="utf-8")

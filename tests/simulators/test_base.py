@@ -90,6 +90,13 @@ def test_read_tasks_jsonl_adds_ids_and_splits(tmp_path: Path) -> None:
     assert read_tasks_jsonl(path)[0]["id"] == tasks[0]["id"]  # stable
 
 
+def test_a_line_separator_inside_a_string_does_not_split_a_record(tmp_path: Path) -> None:
+    """json.dumps(ensure_ascii=False) writes U+2028 unescaped; only "\n" ends a record."""
+    path = tmp_path / "tasks.jsonl"
+    path.write_text(json.dumps({"id": "a", "q": "one\u2028two"}, ensure_ascii=False) + "\n")
+    assert [t["q"] for t in read_tasks_jsonl(path)] == ["one\u2028two"]
+
+
 def test_load_env_unknown_name_hints_the_known_ones() -> None:
     with pytest.raises(SimulationError) as info:
         load_env("chess")
