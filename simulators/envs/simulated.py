@@ -314,15 +314,13 @@ class SimulatedEnvironment(Environment):
         )
         if output is None:
             output = {"error": "the simulator produced no valid output"}
-        if self.mutating.get(name) and "error" not in output:
+        if self.mutating.get(name) and not _is_error(output):
             self.cache.clear()
         self.cache[key] = output
         return self._deliver(name, arguments, output)
 
     def _deliver(self, name: str, arguments: Mapping[str, Any], output: Any) -> Any:
-        error = (
-            output.get("error") if isinstance(output, dict) and set(output) == {"error"} else None
-        )
+        error = output["error"] if _is_error(output) else None
         self.history.append(
             {"name": name, "arguments": dict(arguments), "output": output, "error": error}
         )
@@ -472,3 +470,9 @@ def _compact(schema: Mapping[str, Any], limit: int) -> str:
 
     text = json.dumps(strip(schema), ensure_ascii=False, separators=(",", ":"))
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _is_error(output: Any) -> bool:
+    """Is a simulated output the error form ``{"error": ...}``? (A number or a text that
+    mentions "error" is a result: the output schema may be anything.)"""
+    return isinstance(output, dict) and set(output) == {"error"}

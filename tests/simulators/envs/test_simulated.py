@@ -97,6 +97,30 @@ def test_outputs_are_schema_valid_and_consistent_within_an_episode(smollm: ChatM
     assert info["simulated"] and len(info["log"]) == 3
 
 
+def test_a_mutating_tool_may_return_a_number(smollm: ChatModel) -> None:
+    """An output schema may be anything: a mutating tool's number result is a result (the
+    cache check read ``"error" in output`` and raised TypeError on a number)."""
+    deposit = {
+        "name": "deposit",
+        "description": "Deposit an amount and return the new balance.",
+        "parameters": {
+            "type": "object",
+            "properties": {"amount": {"type": "number"}},
+            "required": ["amount"],
+        },
+        "output_schema": {"type": "number", "minimum": 0, "maximum": 1000000},
+    }
+    tools, _ = load_tools([deposit])
+    env = SimulatedEnvironment(
+        tools, model=smollm, tasks=[{"id": "t1", "split": "test", "prompt": "Deposit 5."}],
+        mutating={"deposit": True}, allow_errors=False, max_output_tokens=16,
+    )  # fmt: skip
+    env.reset(env.tasks().take(1)[0])
+    result = env.tools().execute({"name": "deposit", "arguments": {"amount": 5}})
+    assert result.ok, result.error
+    assert isinstance(result.output, int | float)
+
+
 def test_pins_follow_arguments_and_the_latest_record_of_an_entity() -> None:
     earlier = [{"order_id": "#W1", "status": "pending", "total": 10.0}]
     pinned, pins = pin_schema(STATUS, {"order_id": "#W1"}, earlier)
