@@ -106,8 +106,8 @@ class AgentConfig(BaseModel):
     max_repeats: int = Field(
         default=2,
         ge=0,
-        description="a block of output tokens may follow itself at most this many times in "
-        "a row (0: no limit): a model looping inside a JSON string is made to break off",
+        description="a block of output tokens may appear at most this many times in a row "
+        "(0: no limit): a model looping inside a JSON string is made to break off",
     )
     grounding: Literal["off", "flag", "retry"] = Field(
         default="retry",

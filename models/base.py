@@ -56,7 +56,7 @@ class Sampling:
     stop: tuple[str, ...] = ()
     logprobs: bool = False
     max_repeats: int = 0
-    """A block of output tokens may follow itself at most this many times in a row
+    """A block of output tokens may appear at most this many times in a row
     (0: no limit); see :func:`~slmkit.models.sampler.break_loop`. Local backends only."""
 
     def __post_init__(self) -> None:

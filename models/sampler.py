@@ -68,8 +68,10 @@ LOOP_MIN_TOKENS = 12
 
 
 def break_loop(scores: NDArray[np.float32], tokens: list[int], max_repeats: int) -> bool:
-    """Forbid (in place) the token that would let a block of ``tokens`` follow itself
-    more than ``max_repeats`` times in a row; True when it did.
+    """Forbid (in place) the token that would make a block of ``tokens`` appear more than
+    ``max_repeats`` times in a row (with 2, the token completing a third copy); True when
+    it did. Runs of at least :data:`LOOP_MIN_TOKENS` tokens are judged, so a short block
+    may appear more often before its run is that long.
 
     A grammar guarantees the shape of a JSON value, not its sense: a small model inside
     a string may loop (``"12*13*13*13*..."``, ``"8000 m = 8000 m, 8000 m = ..."``) until

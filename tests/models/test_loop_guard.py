@@ -52,6 +52,16 @@ def test_break_loop_forbids_only_the_token_that_continues_the_loop() -> None:
     assert scores[3] == -np.inf and np.isfinite(np.delete(scores, 3)).all()
 
 
+def test_a_long_block_may_appear_max_repeats_times_and_no_more() -> None:
+    """A 6-token block (its run is long enough to be judged): two copies in a row are
+    allowed, the token that would complete a third is not."""
+    block = [1, 2, 3, 4, 5, 6]
+    scores = np.zeros(10, dtype=np.float32)
+    assert not break_loop(scores, block + block[:-1], max_repeats=2)  # the second copy
+    assert break_loop(scores, block * 2 + block[:-1], max_repeats=2)  # a third: forbidden
+    assert scores[6] == -np.inf
+
+
 @pytest.mark.parametrize(
     "tokens",
     [
