@@ -4,7 +4,7 @@ Thin commands over :mod:`slmkit.training`: flags fill :class:`~slmkit.training.D
 / :class:`~slmkit.training.RlConfig` (``--config x.yaml`` fills them from a file; a flag
 given on the command line wins), the library runs the stages, rich shows progress::
 
-    agentctl distill                                   # the laptop default, ~15 min on 2 cores
+    agentctl distill                                   # the laptop default, ~25 min on 2 cores
     agentctl distill --teacher openai:http://gpu:8000/v1#Qwen2.5-7B-Instruct --samples 1 \\
         --student ~/models/Qwen2.5-0.5B-Instruct --train-limit 500 --eval-limit 200
     agentctl distill --run-dir runs/distill-20250101-120000        # resume
