@@ -81,7 +81,7 @@ def read_trajectories(path: str | Path) -> Iterator[Trajectory]:
     """Trajectories from a JSONL file; a torn last line (a killed writer) is skipped.
 
     A last line without a newline is read when it parses (a file written by hand or
-    with ``"\n".join``); only one that does not parse is taken for a torn write.
+    with ``"\\n".join``); only one that does not parse is taken for a torn write.
 
     Raises:
         PathNotFoundError: ``path`` names no file (checked before the first item).
