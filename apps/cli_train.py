@@ -39,8 +39,7 @@ from slmkit.apps.flags import (
     validate_config,
 )
 from slmkit.models import SlmkitError
-from slmkit.training import DistillConfig, RlConfig
-from slmkit.training.stages import CONFIG_FILE
+from slmkit.training import CONFIG_FILE, DistillConfig, RlConfig
 
 __all__ = ["register"]
 

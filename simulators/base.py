@@ -38,8 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.models import Message
 from slmkit.simulators.errors import SimulationError
-from slmkit.tools import Tool, ToolCall, ToolRegistry, ToolResult
-from slmkit.tools.tool import inline_refs
+from slmkit.tools import Tool, ToolCall, ToolRegistry, ToolResult, inline_refs
 
 __all__ = [
     "Environment",

@@ -17,7 +17,7 @@ from slmkit.tools.errors import SandboxError, ToolDefinitionError, ToolError
 from slmkit.tools.prompting import describe_tool, describe_tools, tool_call_messages
 from slmkit.tools.registry import NO_CALL, ToolCall, ToolRegistry, ToolResult
 from slmkit.tools.sandbox import PythonSandbox, SandboxResult
-from slmkit.tools.tool import Tool, normalize_parameters, tool
+from slmkit.tools.tool import Tool, inline_refs, normalize_parameters, tool
 
 __all__ = [
     "NO_CALL",
@@ -36,6 +36,7 @@ __all__ = [
     "describe_tools",
     "evaluate_arithmetic",
     "final_answer",
+    "inline_refs",
     "normalize_parameters",
     "python_tool",
     "tool",

@@ -22,10 +22,11 @@ from slmkit.training.errors import TrainingError
 from slmkit.training.export import export_gguf
 from slmkit.training.rl import RL_STAGES, RlResult, rl
 from slmkit.training.sft import agent_token_loss, sft
-from slmkit.training.stages import RunFolder
+from slmkit.training.stages import CONFIG_FILE, RunFolder
 from slmkit.training.student import StudentPromptModel, load_student
 
 __all__ = [
+    "CONFIG_FILE",
     "RL_STAGES",
     "STAGES",
     "DistillConfig",
