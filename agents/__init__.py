@@ -15,7 +15,7 @@ and production metrics::
     print(result.answer, result.metrics.schema_valid_rate)
 """
 
-from slmkit.agents.actions import Action, action_text, canonical_call
+from slmkit.agents.actions import Action, action_text, bound_strings, canonical_call
 from slmkit.agents.code_agent import CodeAgent
 from slmkit.agents.config import (
     AgentConfig,
@@ -57,6 +57,7 @@ __all__ = [
     "ToolAgent",
     "Trajectory",
     "action_text",
+    "bound_strings",
     "canonical_call",
     "generate_first_thought",
     "read_trajectories",

@@ -174,6 +174,17 @@ def register(app: typer.Typer) -> None:
         generate_first_thought: Annotated[
             bool, typer.Option(help="the teacher's first thought comes from a reasoning prompt")
         ] = False,
+        synth_per_seed: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                help="tasks the teacher writes from each verified run, solved again and kept "
+                "when the checker accepts (0: none)",
+            ),
+        ] = _D["synth_per_seed"],
+        synth_temperature: Annotated[float, typer.Option(help="temperature of written tasks")] = _D[
+            "synth_temperature"
+        ],
         student: Annotated[str, typer.Option(help="student: HF folder or smollm2")] = _D["student"],
         student_system_prompt: Annotated[
             str, typer.Option(help="agent | short | a header text for the student's prompt")
@@ -242,7 +253,9 @@ def register(app: typer.Typer) -> None:
             "teacher_agent": teacher_agent, "samples": samples,
             "sample_temperature": sample_temperature,
             "first_thought_prefix": first_thought_prefix,
-            "generate_first_thought": generate_first_thought, "student": student,
+            "generate_first_thought": generate_first_thought,
+            "synth_per_seed": synth_per_seed, "synth_temperature": synth_temperature,
+            "student": student,
             "student_system_prompt": student_system_prompt,
             "keep_recovered_errors": keep_recovered_errors, "max_per_task": max_per_task,
             "eval_backend": eval_backend, "collect_workers": collect_workers,

@@ -1,4 +1,5 @@
-"""Environments (real and LLM-simulated), trajectory collection, evaluation, amplification.
+"""Environments (real and LLM-simulated), trajectory collection, evaluation, amplification,
+written tasks.
 
 Agents learn from trajectories, and trajectories come from environments. One
 :class:`Environment` interface covers real ones (``bfcl``, ``math``, ``code``, ``qa``,
@@ -42,6 +43,7 @@ from slmkit.simulators.report import (
 )
 from slmkit.simulators.runner import AGENT_KINDS, run_episode
 from slmkit.simulators.scale import RayDataModel
+from slmkit.simulators.synth import WrittenTasks, write_tasks
 from slmkit.simulators.toolspec import load_tools, tools_to_json
 from slmkit.simulators.trl import trl_dataset, trl_environment_factory
 from slmkit.simulators.validate import repair_trajectory, validate_trajectory
@@ -65,6 +67,7 @@ __all__ = [
     "Task",
     "TaskSet",
     "UserSimulator",
+    "WrittenTasks",
     "amplify",
     "collect",
     "compare_markdown",
@@ -89,4 +92,5 @@ __all__ = [
     "trl_environment_factory",
     "validate_trajectory",
     "write_chart",
+    "write_tasks",
 ]

@@ -281,6 +281,19 @@ class Environment(ABC):
         """The final answer that goes with :meth:`gold_actions`, if any."""
         return None
 
+    def task_from_calls(
+        self, seed: Mapping[str, Any], request: str, calls: Sequence[Mapping[str, Any]]
+    ) -> Task:
+        """A new task like ``seed`` (same tools): ``request``, answered by ``calls``.
+
+        Written tasks (:mod:`slmkit.simulators.synth`) need an environment that can judge
+        an answer given as calls; ``bfcl`` can. The others say so.
+        """
+        raise SimulationError(
+            f"the {self.name} environment cannot judge written tasks",
+            hint="write tasks for an environment whose tasks carry their answer calls (bfcl)",
+        )
+
     def agent_hints(self) -> dict[str, Any]:
         """Agent options the task format needs (merged under the user's own options)."""
         return {}

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -183,6 +183,7 @@ def collect(
     config: CollectConfig,
     *,
     model: ChatModel | None = None,
+    tasks: Sequence[Task] | None = None,
     on_entry: Callable[[dict[str, Any]], None] | None = None,
 ) -> CollectSummary:
     """Run the collection ``config`` describes (resuming what its files hold).
@@ -191,6 +192,8 @@ def collect(
         config: what to run and where to write.
         model: a loaded model to use instead of loading ``config.model`` (local backend;
             Ray replicas load their own).
+        tasks: run these tasks of ``config.env`` instead of its split's first ``n``
+            (tasks written from verified runs, :mod:`slmkit.simulators.synth`).
         on_entry: called with each new ledger entry (progress hooks, tests).
 
     Returns:
@@ -202,7 +205,7 @@ def collect(
     run = _Run(config)
     try:
         run.resume()
-        tasks = _tasks(config)
+        tasks = _tasks(config) if tasks is None else _unique(list(tasks), config.env)
         todo = [t for t in tasks if str(t["id"]) not in run.done]
         with _progress(config, len(tasks), len(tasks) - len(todo), run.summary) as tick:
 
@@ -242,9 +245,17 @@ def _tasks(config: CollectConfig) -> list[Task]:
         tasks = list(catalog.tasks(config.split, limit=config.n))
     finally:
         catalog.close()
+    return _unique(tasks, config.env)
+
+
+def _unique(tasks: list[Task], env: str) -> list[Task]:
+    """``tasks``, checked to have distinct ids (the files resume by id)."""
     ids = [str(t["id"]) for t in tasks]
     if len(set(ids)) != len(ids):
-        raise SimulationError(f"{config.env} has duplicate task ids", hint="report this bug")
+        raise SimulationError(
+            f"duplicate task ids among the tasks of {env}",
+            hint="each task needs its own id: a resumed collection skips the ids it finished",
+        )
     return tasks
 
 

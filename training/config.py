@@ -30,7 +30,7 @@ __all__ = [
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 
-STAGES: tuple[str, ...] = ("collect", "filter", "sft", "rl", "eval", "curve", "report")
+STAGES: tuple[str, ...] = ("collect", "synth", "filter", "sft", "rl", "eval", "curve", "report")
 """The stages of ``distill``, in order; each writes ``<run>/<stage>/status.json``."""
 
 
@@ -314,6 +314,14 @@ class DistillConfig(BaseModel):
         description="the teacher's first thought on each task starts with the first step "
         "of its own reasoning, from a reasoning prompt (Agent Distillation)",
     )
+    synth_per_seed: int = Field(
+        0,
+        ge=0,
+        description="tasks the teacher writes from each verified run (new argument values, "
+        "a request for them), solved again and kept when the checker accepts (0: none; "
+        "slmkit.simulators.synth)",
+    )
+    synth_temperature: float = Field(0.8, gt=0, description="temperature of written tasks")
     agent_options: dict[str, Any] = Field(
         default_factory=dict, description="AgentConfig fields for teacher and student"
     )
@@ -367,6 +375,12 @@ class DistillConfig(BaseModel):
             raise ValueError(
                 "generate_first_thought needs a model teacher (teacher_agent='tool') and no "
                 "first_thought_prefix"
+            )
+        if self.synth_per_seed and self.teacher_agent == "gold":
+            raise ValueError(
+                "synth_per_seed needs a model teacher (teacher_agent='tool'): the reference "
+                "actions of a written task are the calls it was written from, which verify "
+                "nothing"
             )
         if any(not 0 < f < 1 for f in self.curve):
             raise ValueError("curve shares lie strictly between 0 and 1 (0 and 1 always run)")

@@ -5,6 +5,9 @@ Stages, each in its own folder of the run (``runs/distill-<time>/``) with a stat
 
     collect   the teacher agent over the training tasks, ``samples`` attempts per task,
               the first one the environment verifies kept (rejection sampling)
+    synth     with ``synth_per_seed`` set: new tasks the teacher writes from its verified
+              runs, solved again the same way and kept when the checker accepts
+              (:mod:`slmkit.simulators.synth`); skipped otherwise
     filter    correct, well-formed, ended on its own; recovered tool errors kept; no
               held-out task or near-duplicate of one, no repeated request
               (:mod:`slmkit.training.decontam`)
@@ -86,46 +89,100 @@ class _Pipeline:
 
     # ------------------------------------------------------------------ collect
 
-    def collect(self, folder: Path) -> dict[str, Any]:
-        from slmkit.simulators import CollectConfig, collect
+    def collect_config(self, env: str, out: Path) -> Any:
+        """How the teacher runs on ``env``'s tasks (the real ones and the written ones)."""
+        from slmkit.simulators import CollectConfig
 
         cfg = self.cfg
-        workers = cfg.collect_workers or 1
-        options = {**batching_options(cfg.teacher, workers), **cfg.teacher_options}
-        model = (  # its own copy: it is closed below, and the cached one may be shared
-            None if cfg.teacher_agent == "gold" else load_model(cfg.teacher, cache=False, **options)
+        return CollectConfig(
+            env=env,
+            env_options=cfg.env_options,
+            split=cfg.train_split,
+            n=cfg.train_n,
+            agent=cfg.teacher_agent,
+            model=cfg.teacher,
+            model_options=cfg.teacher_options,
+            agent_options=cfg.agent_options,
+            samples=cfg.samples,
+            sample_temperature=cfg.sample_temperature,
+            seed=cfg.seed,
+            first_thought_prefix=cfg.first_thought_prefix,
+            generate_first_thought=cfg.generate_first_thought,
+            out=out,
+            keep="all",
+            drop_parse_errors=False,
+            drop_max_steps=False,
+            workers=cfg.collect_workers,
+            progress=cfg.progress,
         )
+
+    def teacher(self) -> Any:
+        """The teacher model, its own copy (the caller closes it; a cached one may be
+        shared), loaded for ``collect_workers`` concurrent episodes."""
+        cfg = self.cfg
+        options = {**batching_options(cfg.teacher, cfg.collect_workers or 1), **cfg.teacher_options}
+        return load_model(cfg.teacher, cache=False, **options)
+
+    def collect(self, folder: Path) -> dict[str, Any]:
+        from slmkit.simulators import collect
+
+        cfg = self.cfg
+        model = None if cfg.teacher_agent == "gold" else self.teacher()
         summaries: dict[str, Any] = {}
         for env in cfg.train_envs:
             self.say("collect", f"{env} ({cfg.train_split}, {cfg.train_n or 'all'} tasks)")
-            summary = collect(
-                CollectConfig(
-                    env=env,
-                    env_options=cfg.env_options,
-                    split=cfg.train_split,
-                    n=cfg.train_n,
-                    agent=cfg.teacher_agent,
-                    model=cfg.teacher,
-                    model_options=cfg.teacher_options,
-                    agent_options=cfg.agent_options,
-                    samples=cfg.samples,
-                    sample_temperature=cfg.sample_temperature,
-                    seed=cfg.seed,
-                    first_thought_prefix=cfg.first_thought_prefix,
-                    generate_first_thought=cfg.generate_first_thought,
-                    out=folder / f"{_slug(env)}.jsonl",
-                    keep="all",
-                    drop_parse_errors=False,
-                    drop_max_steps=False,
-                    workers=cfg.collect_workers,
-                    progress=cfg.progress,
-                ),
-                model=model,
-            )
-            summaries[env] = summary.model_dump(mode="json")
+            config = self.collect_config(env, folder / f"{_slug(env)}.jsonl")
+            summaries[env] = collect(config, model=model).model_dump(mode="json")
         if model is not None:
             model.close()
         return {"teacher": cfg.teacher, "envs": summaries}
+
+    # ------------------------------------------------------------------ synth
+
+    def synth(self, folder: Path) -> dict[str, Any]:
+        from slmkit.simulators import collect, load_env, write_tasks
+
+        cfg = self.cfg
+        if not cfg.synth_per_seed:
+            return {"skipped": "no written tasks (synth_per_seed: 0)"}
+        runs = {
+            env: list(read_trajectories(self.root / "collect" / f"{_slug(env)}.jsonl"))
+            for env in cfg.train_envs
+        }
+        examples = [t for env_runs in runs.values() for t in env_runs]  # every env's
+        model = self.teacher()
+        summaries: dict[str, Any] = {}
+        try:
+            for env, seeds in runs.items():
+                catalog = load_env(env, split=cfg.train_split, **cfg.env_options)
+                try:
+                    self.say("synth", f"{env}: writing {cfg.synth_per_seed} per verified run")
+                    written = write_tasks(
+                        seeds,
+                        catalog,
+                        model,
+                        per_seed=cfg.synth_per_seed,
+                        out=folder / "tasks" / f"{_slug(env)}.jsonl",
+                        temperature=cfg.synth_temperature,
+                        seed=cfg.seed,
+                        batch=cfg.collect_workers or 1,
+                        examples=examples,
+                    )
+                finally:
+                    catalog.close()
+                self.say("synth", f"{env}: solving {len(written.tasks)} written tasks")
+                config = self.collect_config(env, folder / f"{_slug(env)}.jsonl")
+                solved = collect(config, model=model, tasks=written.tasks)
+                summaries[env] = {
+                    "written": len(written.tasks),
+                    "write_attempts": written.attempts,
+                    "write_dropped": written.dropped,
+                    "write_tokens": written.prompt_tokens + written.completion_tokens,
+                    **solved.model_dump(mode="json"),
+                }
+        finally:
+            model.close()
+        return {"teacher": cfg.teacher, "per_seed": cfg.synth_per_seed, "envs": summaries}
 
     # ------------------------------------------------------------------ filter
 
@@ -133,10 +190,13 @@ class _Pipeline:
         # Runs in task order, not in the order the collect workers finished them: the
         # training order decides the batches, and the same teacher data trained in two
         # file orders gave students of 45 and 40 of 120 held-out items.
-        runs: list[Trajectory] = []
-        for path in sorted((self.root / "collect").glob("*.jsonl")):
-            if not path.name.endswith(".ledger.jsonl"):
-                runs.extend(sorted(read_trajectories(path), key=_task_order))
+        # A task written from a run sorts right after that run's task (its id extends it).
+        per_env: dict[str, list[Trajectory]] = {}
+        for stage in ("collect", "synth"):
+            for path in (self.root / stage).glob("*.jsonl"):
+                if not path.name.endswith(".ledger.jsonl"):
+                    per_env.setdefault(path.name, []).extend(read_trajectories(path))
+        runs = [t for name in sorted(per_env) for t in sorted(per_env[name], key=_task_order)]
         from slmkit.training.decontam import HeldOut, decontaminate
 
         cfg = self.cfg
@@ -333,6 +393,7 @@ def _depends(cfg: DistillConfig) -> dict[str, Any]:
             "teacher_options", "samples", "sample_temperature", "first_thought_prefix",
             "generate_first_thought", "agent_options", "seed",
         ),
+        "synth": pick("synth_per_seed", "synth_temperature", "collect_workers"),
         "filter": pick(
             "keep_recovered_errors", "max_per_task", "eval_env", "eval_split", "transfer_env",
             "near_duplicate",
@@ -387,6 +448,7 @@ def distill(
     deps = _depends(cfg)
     stages = [
         Stage("collect", pipe.collect, deps["collect"]),
+        Stage("synth", pipe.synth, deps["synth"]),
         Stage("filter", pipe.filter, deps["filter"]),
         Stage("sft", pipe.sft, deps["sft"]),
         Stage("rl", pipe.rl, deps["rl"]),

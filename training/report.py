@@ -292,6 +292,25 @@ def _outputs(statuses: Mapping[str, StageStatus | None], stage: str) -> dict[str
     return dict(st.outputs) if st is not None else {}
 
 
+def _synth_line(synth: Mapping[str, Any]) -> str:
+    """How the written tasks came about: per environment, attempts and drops."""
+    envs = synth.get("envs") or {}
+    if not envs:
+        return ""
+    parts = []
+    for env, s in envs.items():
+        dropped = ", ".join(f"{k} {v}" for k, v in (s.get("write_dropped") or {}).items())
+        parts.append(
+            f"{env}: {s.get('written')} of {s.get('write_attempts')} written "
+            f"({dropped or 'none dropped'})"
+        )
+    return (
+        f"Written tasks ({synth.get('per_seed')} per verified run, calls then request; "
+        "a task counts as verified when the teacher, given only the request, makes calls the "
+        "checker accepts against the written ones): " + "; ".join(parts) + "."
+    )
+
+
 def write_distill_report(
     root: Path, cfg: DistillConfig, statuses: Mapping[str, StageStatus | None]
 ) -> tuple[Path, Path]:
@@ -300,7 +319,12 @@ def write_distill_report(
     before, after = ev.get("before", {}), ev.get("after", {})
     paired = paired_outcomes(root / "eval" / "before.jsonl", root / "eval" / "after.jsonl")
     collect_rows = []
-    for env, s in _outputs(statuses, "collect").get("envs", {}).items():
+    synth = _outputs(statuses, "synth")
+    teacher_runs = [
+        *_outputs(statuses, "collect").get("envs", {}).items(),
+        *((f"{env} (written tasks)", s) for env, s in synth.get("envs", {}).items()),
+    ]
+    for env, s in teacher_runs:
         collect_rows.append(
             [
                 env,
@@ -346,6 +370,7 @@ def write_distill_report(
         result_rows=_result_rows(before, after),
         paired=paired,
         collect_rows=collect_rows,
+        synth_line=_synth_line(synth),
         filter=flt,
         dropped=", ".join(f"{k} {v}" for k, v in (flt.get("dropped") or {}).items()) or "none",
         training=training,

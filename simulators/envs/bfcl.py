@@ -15,13 +15,21 @@ evaluation over the categories a student was trained on, with one paired compari
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import hashlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from slmkit.models import Message
 from slmkit.simulators.base import Environment, RewardReport, Task
 from slmkit.simulators.envs.bfcl_check import check_calls
-from slmkit.simulators.envs.bfcl_data import BFCL_CATEGORIES, BfclItem, load_bfcl, reference_calls
+from slmkit.simulators.envs.bfcl_data import (
+    BFCL_CATEGORIES,
+    BfclItem,
+    function_doc,
+    load_bfcl,
+    reference_calls,
+)
 from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.tasks import stable_split
 from slmkit.tools import Tool
@@ -122,6 +130,58 @@ class BfclEnv(Environment):
     def gold_actions(self, task: Mapping[str, Any]) -> list[dict[str, Any]] | None:
         return [{**call, "step": 1} for call in reference_calls(self._item(task))]
 
+    def task_from_calls(
+        self, seed: Mapping[str, Any], request: str, calls: Sequence[Mapping[str, Any]]
+    ) -> Task:
+        """A task of ``seed``'s category and functions: ``request``, answered by ``calls``.
+
+        Each written argument is the only value allowed for it (a dict's keys each their
+        own, as BFCL writes them); an optional argument the calls leave out may stay out,
+        or take its documented default. An optional argument written at its default may
+        be left out too.
+        """
+        item = self._item(seed)
+        answers: list[dict[str, dict[str, list[Any]]]] = []
+        for call in calls:
+            name, args = str(call["name"]), dict(call.get("arguments") or {})
+            doc = function_doc(item.functions, name)
+            if doc is None:
+                raise SimulationError(
+                    f"{name!r} is not a function of task {item.id}",
+                    hint="calls of a written task name the seed task's functions",
+                )
+            params = doc.get("parameters") or {}
+            props: Mapping[str, Any] = params.get("properties") or {}
+            required = set(params.get("required") or ())
+            allowed: dict[str, list[Any]] = {}
+            for param, spec in props.items():
+                default = spec.get("default", "") if isinstance(spec, Mapping) else ""
+                if param in args:
+                    values = [_possible(args[param])]
+                    if param not in required and _same(args[param], default):
+                        values.append("")
+                elif param not in required:
+                    values = ["", default] if default != "" else [""]
+                else:
+                    raise SimulationError(
+                        f"{name} misses its required argument {param!r}",
+                        hint="write calls under the function's own argument schema",
+                    )
+                allowed[param] = values
+            answers.append({name: allowed})
+        content = " ".join(request.split())
+        digest = hashlib.sha256(
+            json.dumps([item.id, content, answers], sort_keys=True, default=str).encode()
+        ).hexdigest()[:12]
+        written = BfclItem(
+            id=f"{item.id}~w{digest}",
+            category=item.category,
+            messages=[{"role": "user", "content": content}],
+            functions=item.functions,
+            answers=answers,
+        )
+        return _task(written, str(seed.get("split") or self.split))
+
     def gold_answer(self, task: Mapping[str, Any]) -> str | None:
         if task.get("category") == "irrelevance":
             return "None of the available functions can do this."
@@ -138,6 +198,22 @@ def _category(name: str) -> str:
             hint=f"choose one of {', '.join(BFCL_ENV_CATEGORIES)} (several joined by '+')",
         )
     return known[name]
+
+
+def _possible(value: Any) -> Any:
+    """A written value in BFCL's possible-answer form: a dict as ``{key: [value]}``, a
+    list of dicts as such dicts (the checker compares them key by key)."""
+    if isinstance(value, dict):
+        return {k: [v] for k, v in value.items()}
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return [{k: [x] for k, x in v.items()} for v in value]
+    return value
+
+
+def _same(value: Any, default: Any) -> bool:
+    return default != "" and json.dumps(value, sort_keys=True) == json.dumps(
+        default, sort_keys=True
+    )
 
 
 def _acknowledge(**arguments: Any) -> dict[str, Any]:

@@ -307,3 +307,51 @@ def test_preset_reference_collects_the_reference_runs(tmp_path: Path) -> None:
     assert cfg["teacher_agent"] == "gold" and cfg["sft"]["epochs"] == 1
     ledger = run / "collect" / "bfcl_simple.ledger.jsonl"
     assert [json.loads(line)["success"] for line in ledger.read_text().splitlines()] == [True] * 2
+
+
+def test_written_tasks_join_the_training_data_verified_and_decontaminated(
+    tmp_path: Path,
+) -> None:
+    """``synth_per_seed``: the teacher (the real 135M) writes tasks from its verified runs
+    and solves them again; the filter takes the verified ones with the real runs, and
+    drops a written run whose request is a held-out task's."""
+    from slmkit.agents import read_trajectories
+    from slmkit.simulators import load_env
+    from slmkit.training.report import write_distill_report
+
+    run = tmp_path / "run"
+    cfg = _gold_run(run, teacher_agent="tool", train_n=4, samples=1, synth_per_seed=2)
+    distill(cfg, until="filter")
+    folder = RunFolder(run, STAGES)
+    synth = folder.status("synth")
+    assert synth is not None and synth.state == "done"
+    out = synth.outputs["envs"]["bfcl:simple"]
+    verified = int(folder.status("collect").outputs["envs"]["bfcl:simple"]["successes"])
+    assert out["write_attempts"] == 2 * verified
+    assert out["written"] + sum(out["write_dropped"].values()) == out["write_attempts"]
+    assert out["tasks"] == out["written"]  # each written task solved once
+    filtered = folder.status("filter").outputs
+    assert filtered["collected"] == 4 + out["written"]
+    train = list(read_trajectories(run / "filter" / "train.jsonl"))
+    assert all(t.meta["success"] for t in train)
+    assert sum("~w" in t.meta["task_id"] for t in train) <= out["successes"]
+    md, _ = write_distill_report(run, cfg, dict(folder.overview()))
+    report = md.read_text()
+    assert "| bfcl:simple (written tasks) |" in report
+    assert f"bfcl:simple: {out['written']} of {out['write_attempts']} written" in report
+
+    # A written run that restates a held-out task never trains.
+    held = next(iter(load_env("bfcl:simple", split="test").tasks(limit=1)))
+    real = next(t for t in train if "~w" not in t.meta["task_id"])
+    messages = [
+        {**m, "content": held["prompt"]} if m.get("role") == "user" else m for m in real.messages
+    ]
+    leak = real.model_copy(
+        update={"messages": messages, "meta": {**real.meta, "task_id": real.id + "~wleak"}}
+    )
+    with (run / "synth" / "bfcl_simple.jsonl").open("a") as f:
+        f.write(leak.to_json() + "\n")
+    distill(cfg, start="filter", until="filter")
+    assert folder.status("filter").outputs["dropped"].get("near_held_out", 0) >= 1
+    again = list(read_trajectories(run / "filter" / "train.jsonl"))
+    assert all(t.meta["task_id"] != real.id + "~wleak" for t in again)

@@ -8,6 +8,7 @@ import pytest
 
 from slmkit.simulators import SimulationError, load_env, run_episode
 from slmkit.simulators.envs.bfcl import BFCL_ENV_CATEGORIES, BfclEnv
+from slmkit.simulators.envs.bfcl_data import reference_calls
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +71,81 @@ def test_categories_joined_by_plus_are_one_interleaved_environment() -> None:
     assert len(tasks) == sum(alone)
     with pytest.raises(SimulationError, match="unknown BFCL category 'paralel'"):
         load_env("bfcl:simple+paralel")
+
+
+_WRITTEN_CATEGORIES = ("simple", "multiple", "parallel", "parallel_multiple")
+
+
+def calls_of(env: BfclEnv, task: dict) -> list[dict]:
+    """The task's reference calls with every optional argument written out."""
+    item = env._item(task)
+    return reference_calls(item, include_optional=True)
+
+
+@pytest.mark.parametrize("category", _WRITTEN_CATEGORIES)
+def test_a_written_task_is_answered_by_the_calls_it_was_written_from(category: str) -> None:
+    """Every training item's reference calls, every optional argument written out, as a
+    written task: those calls pass its checker (dicts, lists of dicts, defaults), and the
+    same calls with one value changed do not."""
+    env = load_env(f"bfcl:{category}", split="train")
+    tasks = list(env.tasks(limit=40))
+    for task in tasks:
+        calls = calls_of(env, task)
+        written = env.task_from_calls(task, f"Please do this: {task['prompt']}", calls)
+        assert written["id"].startswith(f"{task['id']}~w") and written["split"] == "train"
+        assert written["messages"] == [
+            {"role": "user", "content": f"Please do this: {' '.join(task['prompt'].split())}"}
+        ]
+        traj = run_episode(env, written, agent="gold")
+        assert traj.reward == 1.0, (task["id"], traj.meta["reward_info"])
+    if category == "simple":  # one call: change one of its values
+        task = tasks[0]
+        call = calls_of(env, task)[0]
+        key, value = next(
+            (k, v) for k, v in call["arguments"].items() if type(v) in (str, int, float)
+        )
+        written = env.task_from_calls(task, "Do it.", [call])
+        env.reset(written)
+        changed = value + " and more" if isinstance(value, str) else value + 1
+        env.tools().execute(
+            {"name": call["name"], "arguments": {**call["arguments"], key: changed}}
+        )
+        assert env.reward() == 0.0
+
+
+def test_a_written_task_lets_an_optional_argument_out_or_at_its_default() -> None:
+    env = load_env("bfcl:simple", split="train")
+    task = next(
+        t
+        for t in env.tasks(limit=None)
+        if any(
+            "default" in spec and p not in t["functions"][0]["parameters"].get("required", [])
+            for p, spec in t["functions"][0]["parameters"]["properties"].items()
+        )
+    )
+    fn = task["functions"][0]
+    params = fn["parameters"]
+    optional, spec = next(
+        (p, s) for p, s in params["properties"].items()
+        if "default" in s and p not in params.get("required", [])
+    )  # fmt: skip
+    call = calls_of(env, task)[0]
+    args = {k: v for k, v in call["arguments"].items() if k != optional}
+    written = env.task_from_calls(task, "Do it.", [{"name": fn["name"], "arguments": args}])
+    for given in (args, {**args, optional: spec["default"]}):
+        env.reset(written)
+        env.tools().execute({"name": fn["name"], "arguments": given})
+        assert env.reward() == 1.0, (given, env.reward_report().info)
+
+
+def test_a_written_task_must_call_the_seeds_functions_with_their_required_arguments() -> None:
+    env = load_env("bfcl:simple", split="train")
+    task = next(iter(env.tasks(limit=1)))
+    fn = task["functions"][0]
+    with pytest.raises(SimulationError, match="is not a function of task"):
+        env.task_from_calls(task, "Do it.", [{"name": "no_such_function", "arguments": {}}])
+    if fn["parameters"].get("required"):
+        with pytest.raises(SimulationError, match="misses its required argument"):
+            env.task_from_calls(task, "Do it.", [{"name": fn["name"], "arguments": {}}])
+    with pytest.raises(SimulationError, match="cannot judge written tasks"):
+        load_env("math").task_from_calls({"id": "x"}, "Do it.", [])
