@@ -200,11 +200,12 @@ class _Pipeline:
         from slmkit.training.decontam import HeldOut, decontaminate
 
         cfg = self.cfg
+        limit = max((n for n in (cfg.eval_n, cfg.transfer_n) if n is not None), default=None)
         held = HeldOut.from_envs(
             [cfg.eval_env, *([cfg.transfer_env] if cfg.transfer_env else [])],
             cfg.eval_split,
             cfg.env_options,
-            limit=max((n for n in (cfg.eval_n, cfg.transfer_n) if n is not None), default=None),
+            limit=limit,
         )
         clean = decontaminate(runs, held, threshold=cfg.near_duplicate)
         result = filter_trajectories(
@@ -229,6 +230,7 @@ class _Pipeline:
             "dropped": dict(result.dropped),
             "recovered_errors": result.recovered_errors,
             "held_out_matches": clean.matches,
+            "held_out_limit": limit,
             "train_file": str(out),
         }
 
@@ -325,6 +327,7 @@ class _Pipeline:
         from slmkit.training.sft import resolve_student
 
         cfg = self.cfg
+        self._held_out_checked(env, n)
         return eval_before_after(
             folder,
             env=env,
@@ -340,6 +343,35 @@ class _Pipeline:
             progress=cfg.progress,
             say=self.say,
         )
+
+    def _held_out_checked(self, env: str, n: int | None) -> None:
+        """Refuse held-out tasks the filter never checked the training data against.
+
+        A procedural (unbounded) environment's held-out tasks are its first N, so the
+        filter checks the first ``max(eval_n, transfer_n)``; those are not in the filter's
+        options (a larger ``--eval-limit`` must not retrain a BFCL student, whose whole
+        test split is checked), so a larger evaluation of such an environment would
+        count tasks that may have near-duplicates in the training data.
+        """
+        from slmkit.simulators import load_env
+
+        catalog = load_env(env, split=self.cfg.eval_split, **self.cfg.env_options)
+        try:
+            unbounded = catalog.unbounded
+        finally:
+            catalog.close()
+        if not unbounded:
+            return
+        status = RunFolder(self.root, STAGES).status("filter")
+        checked = (status.outputs if status is not None else {}).get("held_out_limit")
+        if checked is None or n is None or n > checked:
+            raise TrainingError(
+                f"{env} makes its held-out tasks without end, and the filter checked the "
+                f"training data against its first {checked or 'none'}; evaluating "
+                f"{n or 'all'} would count tasks it never checked",
+                hint="rerun from the filter with this --eval-limit: --from filter (the "
+                "student is trained again on the checked data)",
+            )
 
     def eval(self, folder: Path) -> dict[str, Any]:
         cfg = self.cfg

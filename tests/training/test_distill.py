@@ -355,3 +355,19 @@ def test_written_tasks_join_the_training_data_verified_and_decontaminated(
     assert folder.status("filter").outputs["dropped"].get("near_held_out", 0) >= 1
     again = list(read_trajectories(run / "filter" / "train.jsonl"))
     assert all(t.meta["task_id"] != real.id + "~wleak" for t in again)
+
+
+def test_a_larger_evaluation_of_a_procedural_env_needs_the_filter_again(tmp_path: Path) -> None:
+    """Math tasks are generated without end: the filter checks the training data against
+    the first max(eval_n, transfer_n) held-out tasks, so evaluating more is refused, with
+    the way out, instead of counting tasks whose near-duplicates may have trained."""
+    from slmkit.training import TrainingError
+
+    run = tmp_path / "run"
+    sft = SftConfig(max_steps=1, batch_size=2, max_length=384, merge=True, progress=False)
+    distill(_gold_run(run, env="math", train_n=3, eval_n=1, sft=sft), until="filter")
+    filtered = RunFolder(run, STAGES).status("filter")
+    assert filtered is not None and filtered.outputs["held_out_limit"] == 1
+    with pytest.raises(TrainingError, match="against its first 1; evaluating 3") as err:
+        distill(_gold_run(run, env="math", train_n=3, eval_n=3, sft=sft), until="eval")
+    assert "--from filter" in (err.value.hint or "")
