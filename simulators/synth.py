@@ -97,7 +97,7 @@ def _bound_arrays(schema: Any) -> Any:
         return schema
     out = {k: _bound_arrays(v) for k, v in schema.items()}
     if out.get("type") == "array" and "maxItems" not in out:
-        out["maxItems"] = _MAX_ITEMS
+        out["maxItems"] = max(_MAX_ITEMS, int(out.get("minItems", 0)))
     return out
 
 
@@ -114,7 +114,10 @@ def states_values(request: str, calls: Sequence[Mapping[str, Any]]) -> bool:
         if isinstance(value, bool) or value is None:
             return True
         if isinstance(value, int | float):
-            return abs(float(value)) in numbers
+            try:
+                return abs(float(value)) in numbers
+            except OverflowError:  # a run of digits no request states
+                return False
         if isinstance(value, str):
             return value.strip().lower() in text
         if isinstance(value, Mapping):
@@ -154,7 +157,7 @@ def write_tasks(
     model: ChatModel,
     *,
     per_seed: int,
-    out: Path,
+    out: str | Path,
     temperature: float = 0.8,
     seed: int = 0,
     batch: int = 1,
@@ -185,6 +188,8 @@ def write_tasks(
     if per_seed < 1:
         raise SimulationError("per_seed must be at least 1", hint="or write no tasks at all")
     usable = [s for s in seeds if _verified(s)]
+    if usable:  # an environment that cannot judge written tasks says so before any writing
+        env.task_from_calls(usable[0].task, _request(usable[0]), seed_calls(usable[0]))
     pool = sorted((e for e in examples if _verified(e)), key=lambda t: t.id) if examples else usable
     jobs = [(s, k) for s in sorted(usable, key=lambda s: s.id) for k in range(per_seed)]
     log = AppendLog(out)
@@ -193,8 +198,8 @@ def write_tasks(
     dropped: Counter[str] = Counter()
     try:
         done = {str(e["key"]): e for e in log.recover()}
-        for entry in done.values():
-            _tally(result, dropped, seen, entry)
+        for previous in done.values():
+            _tally(result, dropped, seen, previous)
         todo = [(i, s, k) for i, (s, k) in enumerate(jobs) if f"{s.id}#{k}" not in done]
         for first in range(0, len(todo), batch):
             chunk = todo[first : first + batch]
@@ -207,15 +212,15 @@ def write_tasks(
                 [model.request(m, schema=sc, max_tokens=max_tokens, **o) for m, sc, o in rows]
             )
             for (_, s, k), shown, c in zip(chunk, shown_rows, completions, strict=True):
-                if isinstance(c, Exception):
-                    raise c
-                entry = {
-                    "key": f"{s.id}#{k}",
-                    "seed_task": s.id,
-                    "prompt_tokens": c.usage.prompt_tokens,
-                    "completion_tokens": c.usage.completion_tokens,
-                    **_written(env, s, shown, c.parsed if c.valid else None),
-                }
+                entry: dict[str, Any] = {"key": f"{s.id}#{k}", "seed_task": s.id}
+                if isinstance(c, Exception):  # one row (a prompt too long, say), not the run
+                    entry.update(task=None, reason="model_error", detail=str(c))
+                else:
+                    entry.update(
+                        prompt_tokens=c.usage.prompt_tokens,
+                        completion_tokens=c.usage.completion_tokens,
+                        **_written(env, s, shown, c.parsed if c.valid else None),
+                    )
                 log.append(entry)
                 _tally(result, dropped, seen, entry)
     finally:
@@ -296,14 +301,22 @@ def about(request: str, s: Trajectory, shown: Trajectory) -> bool:
     words = _words(request)
 
     def side(t: Trajectory) -> set[str]:
-        docs = [_request(t), *(json.dumps(spec.get("function", spec)) for spec in t.tools)]
+        docs = [_request(t)]
+        for spec in t.tools:
+            fn = spec.get("function", spec)
+            params = (fn.get("parameters") or {}).get("properties") or {}
+            docs += [str(fn.get("name", "")), str(fn.get("description", ""))]
+            docs += [
+                f"{p} {d.get('description', '')}" for p, d in params.items() if isinstance(d, dict)
+            ]
         return _words(" ".join(docs))
 
     return len(words & side(s)) > len(words & side(shown))
 
 
 def _words(text: str) -> set[str]:
-    """Content words: lower case, three letters or more, split at ``_``/``.``/camelCase."""
+    """Content words: lower case, three letters or more, split at ``_``/``.``/camelCase
+    (``calculateArea`` is ``calculate area``)."""
     spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)
     return {w for w in re.findall(r"[a-z]{3,}", spaced.lower()) if w not in _STOPWORDS}
 
@@ -311,10 +324,7 @@ def _words(text: str) -> set[str]:
 # fmt: off
 _STOPWORDS = frozenset([
     "the", "and", "with", "for", "what", "are", "how", "from", "this", "that", "given",
-    "its", "into", "has", "have", "will", "can", "all",
-    # the words of every function spec (JSON Schema keys and type names)
-    "type", "string", "integer", "number", "float", "dict", "array", "object",
-    "properties", "description", "required", "name", "parameters", "function", "default",
+    "its", "into", "has", "have", "will", "can", "all", "default", "optional",
 ])
 # fmt: on
 

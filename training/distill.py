@@ -190,9 +190,10 @@ class _Pipeline:
         # Runs in task order, not in the order the collect workers finished them: the
         # training order decides the batches, and the same teacher data trained in two
         # file orders gave students of 45 and 40 of 120 held-out items.
-        # A task written from a run sorts right after that run's task (its id extends it).
+        # Per environment, real and written runs in task order (a written task's id
+        # extends its seed's, so it sorts among them).
         per_env: dict[str, list[Trajectory]] = {}
-        for stage in ("collect", "synth"):
+        for stage in ("collect", "synth") if self.cfg.synth_per_seed else ("collect",):
             for path in (self.root / stage).glob("*.jsonl"):
                 if not path.name.endswith(".ledger.jsonl"):
                     per_env.setdefault(path.name, []).extend(read_trajectories(path))
@@ -365,10 +366,11 @@ class _Pipeline:
         status = RunFolder(self.root, STAGES).status("filter")
         checked = (status.outputs if status is not None else {}).get("held_out_limit")
         if checked is None or n is None or n > checked:
+            against = f"its first {checked}" if checked is not None else "an unrecorded number"
             raise TrainingError(
                 f"{env} makes its held-out tasks without end, and the filter checked the "
-                f"training data against its first {checked or 'none'}; evaluating "
-                f"{n or 'all'} would count tasks it never checked",
+                f"training data against {against}; evaluating {n or 'all'} would count "
+                "tasks it never checked",
                 hint="rerun from the filter with this --eval-limit: --from filter (the "
                 "student is trained again on the checked data)",
             )
@@ -425,7 +427,7 @@ def _depends(cfg: DistillConfig) -> dict[str, Any]:
             "teacher_options", "samples", "sample_temperature", "first_thought_prefix",
             "generate_first_thought", "agent_options", "seed",
         ),
-        "synth": pick("synth_per_seed", "synth_temperature", "collect_workers"),
+        "synth": pick("synth_per_seed", "synth_temperature"),
         "filter": pick(
             "keep_recovered_errors", "max_per_task", "eval_env", "eval_split", "transfer_env",
             "near_duplicate",
@@ -480,7 +482,7 @@ def distill(
     deps = _depends(cfg)
     stages = [
         Stage("collect", pipe.collect, deps["collect"]),
-        Stage("synth", pipe.synth, deps["synth"]),
+        Stage("synth", pipe.synth, deps["synth"], enabled=cfg.synth_per_seed > 0),
         Stage("filter", pipe.filter, deps["filter"]),
         Stage("sft", pipe.sft, deps["sft"]),
         Stage("rl", pipe.rl, deps["rl"]),

@@ -292,6 +292,10 @@ def _outputs(statuses: Mapping[str, StageStatus | None], stage: str) -> dict[str
     return dict(st.outputs) if st is not None else {}
 
 
+_TOKEN_KEYS = ("prompt_tokens", "completion_tokens", "write_tokens")
+"""A teacher row's tokens: its episodes', and for written tasks the writing's too."""
+
+
 def _synth_line(synth: Mapping[str, Any]) -> str:
     """How the written tasks came about: per environment, attempts and drops."""
     envs = synth.get("envs") or {}
@@ -332,7 +336,7 @@ def write_distill_report(
                 str(s.get("successes")),
                 _pct(s.get("success_rate")),
                 str(s.get("attempts")),
-                f"{int(s.get('prompt_tokens', 0)) + int(s.get('completion_tokens', 0)):,}",
+                f"{sum(int(s.get(k, 0)) for k in _TOKEN_KEYS):,}",
                 _num(s.get("calls_per_s"), "{:.3g}"),
                 _num(s.get("tokens_per_s"), "{:.3g}"),
             ]

@@ -80,11 +80,15 @@ class Stage:
     """A named step: ``run(stage_dir)`` does the work and returns a JSON-able summary.
 
     ``depends`` are the options it reads (any JSON-able value); they make its fingerprint.
+    An optional stage that is off (``enabled=False``) is left out of the fingerprint chain
+    and, when it never ran, counts as done: turning on a new optional stage in a later
+    version leaves the run folders of earlier versions resumable as they were.
     """
 
     name: str
     run: Callable[[Path], dict[str, Any]]
     depends: Any = None
+    enabled: bool = True
 
 
 def is_main_process() -> bool:
@@ -236,13 +240,16 @@ def run_stages(
     prints: list[str] = []
     previous = ""
     for stage in stages:
-        previous = fingerprint(stage.depends, previous)
+        if stage.enabled:
+            previous = fingerprint(stage.depends, previous)
         prints.append(previous)
     redo_from = first
     for i, stage in enumerate(stages):
         status = folder.status(stage.name)
         if redo_from is not None and i >= redo_from:
             break
+        if status is None and not stage.enabled:
+            continue  # off, and never ran: nothing to redo
         if status is None or status.state != "done" or status.fingerprint != prints[i]:
             changed = status is not None and status.fingerprint != prints[i]
             redo_from = i
@@ -266,7 +273,8 @@ def run_stages(
             break
         status = folder.status(stage.name)
         if redo_from is None or i < redo_from:
-            assert status is not None
+            if status is None:  # an optional stage that is off and never ran
+                continue
             say(stage.name, "done earlier: skipped")
             done.append(status)
             continue

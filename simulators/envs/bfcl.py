@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from slmkit.models import Message
 from slmkit.simulators.base import Environment, RewardReport, Task
-from slmkit.simulators.envs.bfcl_check import check_calls
+from slmkit.simulators.envs.bfcl_check import check_calls, equivalent
 from slmkit.simulators.envs.bfcl_data import (
     BFCL_CATEGORIES,
     BfclItem,
@@ -155,13 +155,13 @@ class BfclEnv(Environment):
             required = set(params.get("required") or ())
             allowed: dict[str, list[Any]] = {}
             for param, spec in props.items():
-                default = spec.get("default", "") if isinstance(spec, Mapping) else ""
+                default = _typed_default(spec)
                 if param in args:
-                    values = [_possible(args[param])]
-                    if param not in required and _same(args[param], default):
+                    values = [_possible(args[param], spec)]
+                    if param not in required and default != "" and equivalent(args[param], default):
                         values.append("")
                 elif param not in required:
-                    values = ["", default] if default != "" else [""]
+                    values = ["", _possible(default, spec)] if default != "" else [""]
                 else:
                     raise SimulationError(
                         f"{name} misses its required argument {param!r}",
@@ -200,20 +200,31 @@ def _category(name: str) -> str:
     return known[name]
 
 
-def _possible(value: Any) -> Any:
-    """A written value in BFCL's possible-answer form: a dict as ``{key: [value]}``, a
-    list of dicts as such dicts (the checker compares them key by key)."""
-    if isinstance(value, dict):
+def _possible(value: Any, spec: Mapping[str, Any]) -> Any:
+    """A written value in BFCL's possible-answer form, by the parameter's declared type
+    (as :func:`~slmkit.simulators.envs.bfcl_data.reference_calls` reads it back): a
+    ``dict`` as ``{key: [value]}``, an array of ``dict`` items as such dicts (the checker
+    compares them key by key); anything else as it is."""
+    items = spec.get("items")
+    items_type = items.get("type") if isinstance(items, Mapping) else None
+    if spec.get("type") == "dict" and isinstance(value, dict):
         return {k: [v] for k, v in value.items()}
-    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return [{k: [x] for k, x in v.items()} for v in value]
+    if spec.get("type") in ("array", "tuple") and items_type == "dict" and isinstance(value, list):
+        return [{k: [x] for k, x in v.items()} if isinstance(v, dict) else v for v in value]
     return value
 
 
-def _same(value: Any, default: Any) -> bool:
-    return default != "" and json.dumps(value, sort_keys=True) == json.dumps(
-        default, sort_keys=True
-    )
+def _typed_default(spec: Mapping[str, Any]) -> Any:
+    """A parameter's documented default in its declared type (``""``: none). BFCL's docs
+    write boolean defaults as ``"false"`` and float defaults as integers; the checker
+    would reject ``False`` for ``"false"``."""
+    default = spec.get("default", "") if isinstance(spec, Mapping) else ""
+    kind = spec.get("type") if isinstance(spec, Mapping) else None
+    if kind == "boolean" and isinstance(default, str) and default.lower() in ("true", "false"):
+        return default.lower() == "true"
+    if kind == "float" and type(default) is int:
+        return float(default)
+    return default
 
 
 def _acknowledge(**arguments: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from typing import Any
 
 from slmkit.simulators.envs.bfcl_data import BfclItem, function_doc
 
-__all__ = ["AstVerdict", "check_calls"]
+__all__ = ["AstVerdict", "check_calls", "equivalent"]
 
 _PY_TYPES: dict[str, type] = {
     "string": str,
@@ -73,6 +73,12 @@ def _norm(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _norm(v) for k, v in value.items()}
     return value
+
+
+def equivalent(a: Any, b: Any) -> bool:
+    """Whether two argument values are the same to the checker (strings standardised,
+    tuples as lists, ``5 == 5.0``)."""
+    return bool(_norm(a) == _norm(b))
 
 
 def _answer_type(possible: Sequence[Any]) -> type | None:

@@ -68,3 +68,32 @@ def test_from_a_stage_after_an_unfinished_one_is_refused(tmp_path: Path) -> None
     folder = RunFolder(tmp_path, ["a", "b", "c"])
     with pytest.raises(TrainingError, match="not done"):
         run_stages(folder, _pipeline([], {}, set()), start="c")
+
+
+def test_an_optional_stage_that_is_off_leaves_older_run_folders_as_they_were(
+    tmp_path: Path,
+) -> None:
+    """A stage added later (distill's ``synth``) and off: a run folder made before it
+    existed resumes with nothing redone, and ``--from`` still works; turned on, it and
+    everything after it run; off again, its output is replaced and the rest redone."""
+    folder = RunFolder(tmp_path, ["a", "x", "b", "c"])
+    log: list[str] = []
+    run_stages(folder, _pipeline(log, {}, set()))  # the older pipeline, without x
+
+    def with_x(enabled: bool, deps: Any = None) -> list[Stage]:
+        a, b, c = _pipeline(log, {}, set())
+        x = Stage("x", lambda _: log.append("x") or {"on": enabled}, deps, enabled=enabled)
+        return [a, x, b, c]
+
+    log.clear()
+    run_stages(folder, with_x(False))
+    assert log == []
+    run_stages(folder, with_x(False), start="c")
+    assert log == ["c"]
+    log.clear()
+    run_stages(folder, with_x(True, {"n": 2}))
+    assert log == ["x", "b", "c"]
+    log.clear()
+    run_stages(folder, with_x(False))
+    x = folder.status("x")
+    assert log == ["x", "b", "c"] and x is not None and x.outputs == {"on": False}

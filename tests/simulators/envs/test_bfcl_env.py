@@ -149,3 +149,37 @@ def test_a_written_task_must_call_the_seeds_functions_with_their_required_argume
             env.task_from_calls(task, "Do it.", [{"name": fn["name"], "arguments": {}}])
     with pytest.raises(SimulationError, match="cannot judge written tasks"):
         load_env("math").task_from_calls({"id": "x"}, "Do it.", [])
+
+
+def test_a_written_task_reads_bfcls_string_defaults_in_their_declared_type() -> None:
+    """BFCL's docs write boolean defaults as "false": a call that passes False for an
+    optional argument left out of the written call is as right as one that omits it."""
+    env = load_env("bfcl:simple+multiple", split="train")
+
+    def optional_flag(fn: dict) -> str | None:
+        params = fn["parameters"]
+        return next(
+            (
+                p
+                for p, s in params["properties"].items()
+                if s.get("type") == "boolean"
+                and isinstance(s.get("default"), str)
+                and p not in params.get("required", [])
+            ),
+            None,
+        )
+
+    task, fn, flag = next(
+        (t, f, p)
+        for t in env.tasks(limit=None)
+        for f in t["functions"]
+        if (p := optional_flag(f)) and calls_of(env, t)[0]["name"] == f["name"]
+    )
+    call = calls_of(env, task)[0]
+    args = {k: v for k, v in call["arguments"].items() if k != flag}
+    written = env.task_from_calls(task, "Do it.", [{"name": fn["name"], "arguments": args}])
+    default = fn["parameters"]["properties"][flag]["default"].lower() == "true"
+    for given in (args, {**args, flag: default}):
+        env.reset(written)
+        env.tools().execute({"name": fn["name"], "arguments": given})
+        assert env.reward() == 1.0, (given, env.reward_report().info)
