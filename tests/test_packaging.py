@@ -40,7 +40,13 @@ def test_the_wheel_ships_the_configs_and_the_prompts(wheel: zipfile.ZipFile) -> 
         assert f"slmkit/training/configs/{config}.yaml" in names
     for package in ("models", "tools", "retrieval", "agents", "simulators", "training", "apps"):
         assert f"slmkit/{package}/py.typed" in names
-    assert any(n.startswith("slmkit/agents/prompts/") for n in names)
+    prompts = [
+        f"slmkit/{path.relative_to(ROOT).as_posix()}"
+        for package in ("models", "tools", "retrieval", "agents", "simulators", "training")
+        for path in (ROOT / package).rglob("prompts/*.md")
+    ]
+    assert "slmkit/simulators/prompts/synth_task.md" in prompts
+    assert set(prompts) <= names  # every prompt file the code renders ships
     assert not any(n.startswith(("configs/", "tests/")) for n in names)
 
 
