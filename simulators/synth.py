@@ -102,12 +102,14 @@ def _bound_arrays(schema: Any) -> Any:
 
 
 def states_values(request: str, calls: Sequence[Mapping[str, Any]]) -> bool:
-    """Does ``request`` state every value the calls pass (numbers as numbers, text
-    case-insensitively; booleans are not stated, they follow from the wording)?
+    """Does ``request`` state every value the calls pass (numbers as numbers, their sign
+    aside; text case- and spacing-insensitively; booleans are not stated, they follow
+    from the wording)?
 
     The cheap half of the round trip: a request that never names a value cannot be
-    solved into it, so it is not worth the solving."""
-    text = request.lower()
+    solved into it, so it is not worth the solving (a wrong sign is left to the round
+    trip)."""
+    text = " ".join(request.lower().split())
     numbers = {float(x) for x in _NUMBER.findall(request.replace(",", ""))}
 
     def stated(value: Any) -> bool:
@@ -119,7 +121,7 @@ def states_values(request: str, calls: Sequence[Mapping[str, Any]]) -> bool:
             except OverflowError:  # a run of digits no request states
                 return False
         if isinstance(value, str):
-            return value.strip().lower() in text
+            return " ".join(value.lower().split()) in text
         if isinstance(value, Mapping):
             return all(stated(v) for v in value.values())
         if isinstance(value, list | tuple):

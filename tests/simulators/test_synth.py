@@ -72,7 +72,7 @@ def test_a_request_must_state_the_values_of_its_calls() -> None:
     assert not states_values("The area of a triangle, base 10 and height 5.5?", calls)  # no cm
     assert not states_values("What is the capital of Brazil?", calls)
     nested = [{"name": "f", "arguments": {"points": [[1, 2], [3, 4]], "by": {"key": "Lyon"}}}]
-    assert states_values("From (1, 2) to (3, 4) in lyon", nested)
+    assert states_values("From (1, 2) to (3, 4) in  Lyon", nested)
     assert not states_values("From (1, 2) to (3, 5) in lyon", nested)
 
 
