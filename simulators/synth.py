@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from slmkit.agents import Trajectory, bound_strings
-from slmkit.models import ChatModel, decode_arguments, render_prompt
+from slmkit.models import ChatModel, render_prompt
 from slmkit.simulators.base import Environment, Task
 from slmkit.simulators.errors import SimulationError
 from slmkit.simulators.jsonl import AppendLog
@@ -44,7 +44,6 @@ from slmkit.tools import ToolRegistry, describe_tools
 __all__ = [
     "WrittenTasks",
     "about",
-    "seed_calls",
     "states_values",
     "task_schema",
     "write_tasks",
@@ -131,20 +130,8 @@ def states_values(request: str, calls: Sequence[Mapping[str, Any]]) -> bool:
     return all(stated(c.get("arguments") or {}) for c in calls)
 
 
-def seed_calls(traj: Trajectory) -> list[dict[str, Any]]:
-    """The calls of a run, ``{"name", "arguments"}``, in order."""
-    calls = []
-    for m in traj.messages:
-        for tc in m.get("tool_calls") or ():
-            fn = tc.get("function") or {}
-            calls.append(
-                {"name": fn.get("name"), "arguments": decode_arguments(fn.get("arguments"))}
-            )
-    return calls
-
-
 def _verified(traj: Trajectory) -> bool:
-    return bool(traj.meta.get("success") and traj.task and seed_calls(traj))
+    return bool(traj.meta.get("success") and traj.task and traj.tool_calls)
 
 
 def _request(traj: Trajectory) -> str:
@@ -191,8 +178,11 @@ def write_tasks(
         raise SimulationError("per_seed must be at least 1", hint="or write no tasks at all")
     usable = [s for s in seeds if _verified(s)]
     if usable:  # an environment that cannot judge written tasks says so before any writing
-        env.task_from_calls(usable[0].task, _request(usable[0]), seed_calls(usable[0]))
-    pool = sorted((e for e in examples if _verified(e)), key=lambda t: t.id) if examples else usable
+        env.task_from_calls(usable[0].task, _request(usable[0]), usable[0].tool_calls)
+    chosen = (
+        sorted((e for e in examples if _verified(e)), key=lambda t: t.id) if examples else usable
+    )
+    pool = [(t, _names(t)) for t in chosen]  # each example's functions, read once
     jobs = [(s, k) for s in sorted(usable, key=lambda s: s.id) for k in range(per_seed)]
     log = AppendLog(out)
     result = WrittenTasks()
@@ -230,16 +220,20 @@ def write_tasks(
     return result
 
 
-def _example(pool: Sequence[Trajectory], s: Trajectory, k: int) -> Trajectory:
+def _example(pool: Sequence[tuple[Trajectory, set[str]]], s: Trajectory, k: int) -> Trajectory:
     """The run shown as the example of the format for task ``k`` written from ``s``: one
     on other functions, a different one for each ``k`` (shown its own calls, the 135M
     model wrote them again, 12 times of 12); ``s`` itself only when there is no other."""
-    names = {c["name"] for c in seed_calls(s)}
-    others = [t for t in pool if not names & {c["name"] for c in seed_calls(t)}]
+    names = _names(s)
+    others = [t for t, functions in pool if not names & functions]
     if not others:
         return s
     start = int(hashlib.sha256(s.id.encode()).hexdigest()[:8], 16)
     return others[(start + k) % len(others)]
+
+
+def _names(traj: Trajectory) -> set[str]:
+    return {str(c["name"]) for c in traj.tool_calls}
 
 
 def _row(
@@ -253,8 +247,8 @@ def _row(
     ``shown`` as the example of the format."""
     env.reset(s.task)
     tools = env.tools()
-    calls = seed_calls(s)
-    example = json.dumps({"calls": seed_calls(shown), "user": _request(shown)}, ensure_ascii=False)
+    calls = s.tool_calls
+    example = json.dumps({"calls": shown.tool_calls, "user": _request(shown)}, ensure_ascii=False)
     prompt = render_prompt(
         "slmkit.simulators", "synth_task.md", tools=describe_tools(tools), example=example
     )
@@ -280,7 +274,7 @@ def _written(env: Environment, s: Trajectory, shown: Trajectory, parsed: Any) ->
     request = " ".join(str(parsed.get("user") or "").split())
     written = {"request": request, "calls": calls}  # logged either way: why it was dropped
     reason = None
-    if _canonical(calls) == _canonical(seed_calls(s)):
+    if _canonical(calls) == _canonical(s.tool_calls):
         reason = "seed_calls"
     elif request.lower() == " ".join(_request(s).split()).lower():
         reason = "seed_request"

@@ -12,7 +12,7 @@ from slmkit.agents import Trajectory
 from slmkit.models import ChatModel
 from slmkit.simulators import CollectConfig, SimulationError, collect, load_env, run_episode
 from slmkit.simulators.envs.bfcl import BfclEnv
-from slmkit.simulators.synth import about, seed_calls, states_values, task_schema, write_tasks
+from slmkit.simulators.synth import about, states_values, task_schema, write_tasks
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_the_task_schema_holds_the_seeds_number_of_calls_of_its_tools(
     assert list(schema["properties"]) == ["calls", "user"]  # calls first, then the request
     calls = schema["properties"]["calls"]
     assert calls["minItems"] == calls["maxItems"] == 2
-    assert seed_calls(seeds[0])[0]["name"] in json.dumps(calls)
+    assert seeds[0].tool_calls[0]["name"] in json.dumps(calls)
 
 
 def test_a_request_must_state_the_values_of_its_calls() -> None:
@@ -79,7 +79,7 @@ def test_a_request_must_state_the_values_of_its_calls() -> None:
 def test_collect_runs_given_tasks_and_refuses_repeated_ids(
     env: BfclEnv, seeds: list[Trajectory], tmp_path: Path
 ) -> None:
-    calls = [{"name": c["name"], "arguments": c["arguments"]} for c in seed_calls(seeds[0])]
+    calls = [{"name": c["name"], "arguments": c["arguments"]} for c in seeds[0].tool_calls]
     task = env.task_from_calls(seeds[0].task, "Please do: " + seeds[0].task["prompt"], calls)
     cfg = CollectConfig(env="bfcl:simple", agent="gold", out=tmp_path / "w.jsonl", progress=False)
     summary = collect(cfg, tasks=[task])
