@@ -2,19 +2,24 @@
 
 The grammar makes every call well-formed; it cannot see where the values came from. On
 the everyday tasks of ``benchmarks/agent_tasks.py`` (dev seed) the 135M model's wrong
-runs were mostly one of three calls, each schema-valid:
+runs were mostly one of four calls, each schema-valid:
 
 * **a pure tool fed its own result**: ``calculator("87*97")`` returns ``8439``, then
   ``calculator("8439*97")``, ``calculator("818583*97")``, ... until ``max_steps``;
 * **a number from nowhere**: ``calculator("100000000000.00")`` for "How much do 8 lemons
   cost?", a number neither the task nor any observation holds;
 * **a value copied from the tool's description**: ``get_price("apple")`` (the docstring's
-  "e.g. apple") for "What is the price of one orange?".
+  "e.g. apple") for "What is the price of one orange?";
+* **the first choice of an enum the task does not name**: ``convert_units(1.9, "km",
+  "m")`` for "How many centimeters are in 1.9 meters?" (the model takes the schema's first
+  units whatever the task says).
 
 :func:`check_call` finds these and says how to decode the step again
 (:class:`~slmkit.agents.actions.Pins`): without the tool, with numeric arguments held to
-the numbers the task and the observations state, or with the copied argument held to the
-task's words. It never rejects a value the task states. Small integers (up to 31: days,
+the numbers the task and the observations state, with the copied argument held to the
+task's words, or with the enum held to the choices the task names (a choice is named by
+its word, a plural of it, a word it begins, or a word it abbreviates: ``cm`` for
+"centimeters"). It never rejects a value the task states. Small integers (up to 31: days,
 counts, "top 5") and powers of ten count as known: tools' arguments use them as common
 settings without the task spelling them out (BFCL's ``simple`` category does); so does a
 percentage of the task as a fraction (``5%``: 0.05). A described value that shares a word
@@ -63,7 +68,9 @@ _STOPWORDS = frozenset(
         "in",
         "is",
         "it",
+        "many",
         "me",
+        "much",
         "my",
         "of",
         "on",
@@ -114,7 +121,7 @@ class Rejection:
 def check_call(
     call: ToolCall, tool: Tool, task: str, observed: Sequence[Observed], *, pure: bool
 ) -> Rejection | None:
-    """The first of the three checks (module docs) that ``call`` fails, or None.
+    """The first of the four checks (module docs) that ``call`` fails, or None.
 
     ``pure``: whether the tool may be judged by the first check: calling a tool that
     has side effects on its own result may be meant (the next page of a listing)."""
@@ -136,7 +143,111 @@ def check_call(
         pinned = {name: {"type": "string", "enum": words} for name in copied}
         pins = Pins(arguments={tool.name: pinned})
         return Rejection("a value copied from the tool's description", pins)
+    text = " ".join([task, *(o.observation for o in observed)])
+    unnamed = _unnamed_choices(call, tool, text) | _quantity_units(call, tool, task)
+    if unnamed:
+        spec = tool.parameters.get("properties", {})
+        pinned = {name: {**spec[name], "enum": named} for name, named in unnamed.items()}
+        return Rejection(
+            "an enum choice the task does not give", Pins(arguments={tool.name: pinned})
+        )
     return None
+
+
+def _unnamed_choices(call: ToolCall, tool: Tool, text: str) -> dict[str, list[str]]:
+    """String-enum arguments whose value ``text`` does not name while it names other
+    choices: those choices (in the enum's order), by argument name. Where the text names
+    no choice ("°C" for ``celsius``) nothing is said."""
+    words = [w.lower() for w in _WORD.findall(text) if w.lower() not in _STOPWORDS]
+    unnamed = {}
+    for name, value in call.arguments.items():
+        choices = tool.parameters.get("properties", {}).get(name, {}).get("enum")
+        if not isinstance(value, str) or not _strings(choices):
+            continue
+        named = _named(choices, words, text.lower())
+        if named and value not in named:
+            unnamed[name] = named
+    return unnamed
+
+
+def _quantity_units(call: ToolCall, tool: Tool, task: str) -> dict[str, list[str]]:
+    """String-enum arguments that describe a number argument ("from_unit: the unit of the
+    value") while the task writes that number with a choice of theirs after it ("59
+    liters"): that choice, by argument name, where the call took another."""
+    properties = tool.parameters.get("properties", {})
+    held = {}
+    for name, value in call.arguments.items():
+        choices = properties.get(name, {}).get("enum")
+        if not isinstance(value, str) or not _strings(choices):
+            continue
+        described = {w.lower() for w in _WORD.findall(str(properties[name].get("description", "")))}
+        for other, number in call.arguments.items():
+            if other.lower() not in described or isinstance(number, bool):
+                continue
+            if not isinstance(number, int | float):
+                continue
+            for word in _words_after(task, float(number)):
+                named = _named(choices, [word], word)
+                if len(named) == 1 and value != named[0]:
+                    held[name] = named
+    return held
+
+
+_NUMBER_WORD = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?|\.\d+)\s+([^\W\d_]+)")
+
+
+def _words_after(task: str, number: float) -> list[str]:
+    """The words the task writes right after ``number`` ("59 liters": liters)."""
+    return [w.lower() for n, w in _NUMBER_WORD.findall(task.replace(",", "")) if float(n) == number]
+
+
+def _named(choices: Sequence[str], words: Sequence[str], text: str) -> list[str]:
+    """The choices ``text`` names: written out as a phrase, or the best match of one of
+    its ``words`` (a word is claimed by one choice: "milliliters" names ``ml``, not ``m``)."""
+    named = {c for c in choices if _phrase(c).search(text)}
+    for word in words:
+        scores = {c: _match(c.lower(), word) for c in choices}
+        best = max(scores.values())
+        if best > 0:
+            named |= {c for c, score in scores.items() if score == best}
+    return [c for c in choices if c in named]
+
+
+def _strings(choices: Any) -> bool:
+    """Is ``choices`` an enum of strings (the only enums a task names in words)?"""
+    return isinstance(choices, list) and bool(choices) and all(isinstance(c, str) for c in choices)
+
+
+def _phrase(choice: str) -> re.Pattern[str]:
+    words = [re.escape(w) for w in re.split(r"[\s_-]+", choice.lower()) if w]
+    return (
+        re.compile(r"(?<!\w)" + r"[\s_-]+".join(words) + r"s?(?!\w)")
+        if words
+        else re.compile(r"(?!)")
+    )
+
+
+def _match(choice: str, word: str) -> float:
+    """How well ``word`` names ``choice``: 3 the word itself or its plural, 2 one of the
+    two begins the other, but for its last letter ("desc": "descending", "annually":
+    "annual", "sine": "sinusoidal"), between 1 and 2 an abbreviation ("cm": "centimeters";
+    a longer one wins, then the one whose letters come earlier: "kilograms" is ``kg``, not
+    ``km``), 0 none."""
+    if word in (choice, choice + "s", choice + "es") or choice == word + "s":
+        return 3.0
+    shortest = min(len(choice), len(word))
+    shared = next((i for i in range(shortest) if choice[i] != word[i]), shortest)
+    if shared >= max(3, shortest - 1):
+        return 2.0
+    if not (choice.isalpha() and len(choice) <= 3 and word[0] == choice[0]):
+        return 0.0
+    positions, start = [], 0
+    for letter in choice:
+        start = word.find(letter, start) + 1
+        if not start:
+            return 0.0
+        positions.append(start)
+    return 1.0 + len(choice) / 10 - sum(positions) / 1000
 
 
 _PERCENT = re.compile(r"(\d+(?:\.\d+)?) ?(?:%|percent\b)")

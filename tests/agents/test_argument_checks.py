@@ -2,13 +2,15 @@
 
 The rules on their own first, then the real embedded model on cases of the agent-tasks
 benchmark where it failed before: ``87 times 97`` (the calculator fed its own result
-until ``max_steps``) and ``the price of one orange`` (``get_price("apple")``, the
-docstring's example).
+until ``max_steps``), ``the price of one orange`` (``get_price("apple")``, the
+docstring's example) and ``centimeters in 1.9 meters`` (``km`` -> ``m``, the enum's first
+units).
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 import pytest
 
@@ -53,8 +55,46 @@ def find_library(location: str) -> str:
     return "Central Library"
 
 
+Unit = Literal["km", "m", "cm", "kg", "g", "hours", "minutes", "liters", "ml"]
+FACTORS = {("km", "m"): 1000.0, ("m", "cm"): 100.0, ("kg", "g"): 1000.0, ("liters", "ml"): 1000.0}
+
+
+@tool(pure=True)
+def convert_units(value: float, from_unit: Unit, to_unit: Unit) -> str:
+    """Convert a quantity from one unit to another.
+
+    Args:
+        value: the number to convert
+        from_unit: the unit of the value
+        to_unit: the unit to convert to
+    """
+    if (from_unit, to_unit) in FACTORS:
+        result = value * FACTORS[(from_unit, to_unit)]
+    elif (to_unit, from_unit) in FACTORS:
+        result = value / FACTORS[(to_unit, from_unit)]
+    else:
+        raise ValueError(f"cannot convert {from_unit} to {to_unit}")
+    return f"{value:g} {from_unit} = {result:g} {to_unit}"
+
+
+@tool(pure=True)
+def dividends(company: str, frequency: Literal["quarterly", "annually"]) -> str:
+    """The dividends a company paid.
+
+    Args:
+        company: the company
+        frequency: how often
+    """
+    return "1.2"
+
+
 def _check(name: str, arguments: dict[str, object], task: str, *seen: Observed) -> Rejection | None:
-    tool_ = {"calculator": calculator, "get_price": get_price, "scale": scale}[name]
+    tool_ = {
+        "calculator": calculator,
+        "get_price": get_price,
+        "scale": scale,
+        "convert_units": convert_units,
+    }[name]
     return check_call(ToolCall(name=name, arguments=arguments), tool_, task, seen, pure=True)
 
 
@@ -141,6 +181,57 @@ def test_a_value_copied_from_the_description_is_held_to_the_tasks_words() -> Non
     assert _check("get_price", {"item": "orange", "currency": "USD"}, task) is None
 
 
+def test_an_enum_choice_the_task_does_not_name_is_held_to_the_choices_it_names() -> None:
+    task = "Convert 1.9 from meters to centimeters."
+    rejection = _check("convert_units", {"value": 1.9, "from_unit": "km", "to_unit": "m"}, task)
+    assert rejection is not None and "enum" in rejection.reason
+    # Only the unnamed argument is held, to the named choices in the enum's order.
+    assert rejection.pins.arguments["convert_units"].keys() == {"from_unit"}
+    assert _pinned(rejection, "convert_units", "from_unit")["enum"] == ["m", "cm"]
+    assert _check("convert_units", {"value": 1.9, "from_unit": "m", "to_unit": "cm"}, task) is None
+
+    def named(value: str, text: str) -> bool:
+        arguments = {"value": 2, "from_unit": value, "to_unit": value}
+        return _check("convert_units", arguments, text) is None
+
+    # A word names the choice that matches it best: "kilograms" is kg, not km (both
+    # abbreviate it), "milliliters" ml, not m.
+    assert named("kg", "Grams in kilograms?")
+    assert not named("km", "Grams in kilograms?")
+    assert not named("m", "Milliliters in liters?")
+    assert named("ml", "Milliliters in liters?")
+    # The word itself, its plural, a word one begins ("hour" -> hours); "many" is no unit.
+    assert named("hours", "Two hour later") and not named("m", "How many hours?")
+    # One word begins the other, but for its last letter (BFCL's "annual": annually).
+    task = "Dividends of Microsoft on an annual basis."
+    call = ToolCall(name="dividends", arguments={"company": "Microsoft", "frequency": "quarterly"})
+    rejection = check_call(call, dividends, task, [], pure=True)
+    assert _pinned(rejection, "dividends", "frequency")["enum"] == ["annually"]
+    # A text that names no choice says nothing; an observation names choices too.
+    km_to_g = {"value": 2, "from_unit": "km", "to_unit": "g"}
+    assert _check("convert_units", km_to_g, "Convert it.") is None
+    seen = Observed("convert_units", "2 km = 2000 m")
+    rejection = _check("convert_units", km_to_g, "Convert 2 of them.", seen)
+    assert rejection is not None
+    assert _pinned(rejection, "convert_units", "to_unit")["enum"] == ["km", "m"]
+
+
+def test_the_unit_the_task_writes_after_a_number_goes_to_the_argument_describing_it() -> None:
+    # "from_unit: the unit of the value", and the task writes "59 liters": from_unit is
+    # liters, though "milliliters" is named too.
+    task = "How many milliliters are in 59 liters?"
+    rejection = _check("convert_units", {"value": 59, "from_unit": "ml", "to_unit": "ml"}, task)
+    assert rejection is not None
+    assert rejection.pins.arguments["convert_units"].keys() == {"from_unit"}
+    assert _pinned(rejection, "convert_units", "from_unit")["enum"] == ["liters"]
+    assert (
+        _check("convert_units", {"value": 59, "from_unit": "liters", "to_unit": "ml"}, task) is None
+    )
+    # Another number, or none after it, says nothing about the value's unit.
+    other = "How many milliliters are in 59 liters, 3 times?"
+    assert _check("convert_units", {"value": 3, "from_unit": "ml", "to_unit": "ml"}, other) is None
+
+
 def test_pins_merge_and_shape_the_action_grammar() -> None:
     a = Pins(exclude=frozenset({"scale"}))
     b = Pins(arguments={"get_price": {"item": {"type": "string", "enum": ["orange"]}}})
@@ -186,6 +277,26 @@ def test_a_value_copied_from_the_docstring_is_decoded_again(smollm: ChatModel) -
     assert "a value copied from the tool's description" in _rejected(result)
     assert [c["arguments"]["item"] for c in _calls(result)] == ["orange"]
     assert result.answer is not None and "0.8" in result.answer
+
+
+@pytest.mark.parametrize(
+    ("task", "units", "result"),
+    [
+        # The first try is km -> m, the enum's first units.
+        ("How many centimeters are in 1.9 meters?", ("m", "cm"), "190"),
+        # The first try names only the asked-for units (ml -> ml); "59 liters" says which
+        # is the value's.
+        ("How many milliliters are in 59 liters?", ("liters", "ml"), "59000"),
+    ],
+)
+def test_units_the_task_does_not_give_are_decoded_again(
+    smollm: ChatModel, task: str, units: tuple[str, str], result: str
+) -> None:
+    run = ToolAgent(smollm, [convert_units], checkpoint="none").run(task)
+    assert "an enum choice the task does not give" in _rejected(run)
+    calls = _calls(run)
+    assert [(c["arguments"]["from_unit"], c["arguments"]["to_unit"]) for c in calls] == [units]
+    assert run.answer is not None and result in run.answer
 
 
 @pytest.mark.parametrize("last_step_answers", [True, False])
