@@ -7,6 +7,7 @@ tests prove what ran and how often (for resume and isolation).
 from __future__ import annotations
 
 from collections import Counter
+from typing import Literal
 
 from slmkit.agents import RunResult
 from slmkit.tools import Tool, tool
@@ -48,3 +49,33 @@ def assert_all_actions_valid(result: RunResult) -> None:
     assert actions, "the run took no action"
     assert all(e.valid for e in actions), [e.text for e in actions if not e.valid]
     assert result.metrics.schema_valid_rate == 1.0
+
+
+Unit = Literal["km", "m", "cm", "kg", "g", "hours", "minutes", "liters", "ml"]
+_FACTORS = {
+    ("km", "m"): 1000.0,
+    ("m", "cm"): 100.0,
+    ("kg", "g"): 1000.0,
+    ("hours", "minutes"): 60.0,
+    ("liters", "ml"): 1000.0,
+}
+
+
+@tool(pure=True)
+def convert_units(value: float, from_unit: Unit, to_unit: Unit) -> str:
+    """Convert a quantity from one unit to another.
+
+    Args:
+        value: the number to convert
+        from_unit: the unit of the value
+        to_unit: the unit to convert to
+    """
+    # The agent-tasks benchmark's tool, word for word where the model reads it (name,
+    # docstring, enum): the tests replay that benchmark's cases.
+    if (from_unit, to_unit) in _FACTORS:
+        result = value * _FACTORS[(from_unit, to_unit)]
+    elif (to_unit, from_unit) in _FACTORS:
+        result = value / _FACTORS[(to_unit, from_unit)]
+    else:
+        raise ValueError(f"cannot convert {from_unit} to {to_unit}")
+    return f"{value:g} {from_unit} = {result:g} {to_unit}"

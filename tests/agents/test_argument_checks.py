@@ -13,6 +13,7 @@ import re
 from typing import Literal
 
 import pytest
+from agent_helpers import convert_units
 
 from slmkit.agents import RunResult, ToolAgent
 from slmkit.agents.actions import Pins, action_schema
@@ -53,28 +54,6 @@ def find_library(location: str) -> str:
         location: the city and state, e.g. Boston, MA
     """
     return "Central Library"
-
-
-Unit = Literal["km", "m", "cm", "kg", "g", "hours", "minutes", "liters", "ml"]
-FACTORS = {("km", "m"): 1000.0, ("m", "cm"): 100.0, ("kg", "g"): 1000.0, ("liters", "ml"): 1000.0}
-
-
-@tool(pure=True)
-def convert_units(value: float, from_unit: Unit, to_unit: Unit) -> str:
-    """Convert a quantity from one unit to another.
-
-    Args:
-        value: the number to convert
-        from_unit: the unit of the value
-        to_unit: the unit to convert to
-    """
-    if (from_unit, to_unit) in FACTORS:
-        result = value * FACTORS[(from_unit, to_unit)]
-    elif (to_unit, from_unit) in FACTORS:
-        result = value / FACTORS[(to_unit, from_unit)]
-    else:
-        raise ValueError(f"cannot convert {from_unit} to {to_unit}")
-    return f"{value:g} {from_unit} = {result:g} {to_unit}"
 
 
 @tool(pure=True)

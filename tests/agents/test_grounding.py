@@ -10,33 +10,20 @@ the units the task gives; these tests turn them off to keep the contradicting an
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import pytest
+from agent_helpers import convert_units
 from test_code_agent import ScriptedCode
 
 from slmkit.agents import RunResult, ToolAgent
 from slmkit.agents.actions import Pins, action_schema
 from slmkit.agents.grounding import contradiction
 from slmkit.models import ChatModel
-from slmkit.tools import ToolRegistry, calculator, tool
+from slmkit.tools import ToolRegistry, calculator
 
 TASK = "How many centimeters are in 16 meters?"
 SEEN = "16 km = 16000 m"
-Unit = Literal["km", "m", "cm", "kg", "g", "hours", "minutes", "liters", "ml"]
-
-
-@tool(pure=True)
-def convert_units(value: float, from_unit: Unit, to_unit: Unit) -> str:
-    """Convert a quantity from one unit to another.
-
-    Args:
-        value: the number to convert
-        from_unit: the unit of the value
-        to_unit: the unit to convert to
-    """
-    factor = {("km", "m"): 1000.0, ("m", "cm"): 100.0}[(from_unit, to_unit)]
-    return f"{value:g} {from_unit} = {value * factor:g} {to_unit}"
 
 
 def _answers(result: RunResult) -> list[tuple[str, str | None]]:
