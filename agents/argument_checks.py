@@ -10,17 +10,21 @@ runs were mostly one of four calls, each schema-valid:
   cost?", a number neither the task nor any observation holds;
 * **a value copied from the tool's description**: ``get_price("apple")`` (the docstring's
   "e.g. apple") for "What is the price of one orange?";
-* **the first choice of an enum the task does not name**: ``convert_units(1.9, "km",
-  "m")`` for "How many centimeters are in 1.9 meters?" (the model takes the schema's first
-  units whatever the task says).
+* **an enum choice the task does not give**: ``convert_units(1.9, "km", "m")`` for "How
+  many centimeters are in 1.9 meters?" (the model takes the schema's first units whatever
+  the task says), and, held to the units the task names, ``convert_units(59, "ml", "ml")``
+  for "How many milliliters are in 59 liters?".
 
 :func:`check_call` finds these and says how to decode the step again
 (:class:`~slmkit.agents.actions.Pins`): without the tool, with numeric arguments held to
 the numbers the task and the observations state, with the copied argument held to the
 task's words, or with the enum held to the choices the task names (a choice is named by
-its word, a plural of it, a word it begins, or a word it abbreviates: ``cm`` for
-"centimeters"). It never rejects a value the task states. Small integers (up to 31: days,
-counts, "top 5") and powers of ten count as known: tools' arguments use them as common
+its word, a plural of it, a word sharing its beginning, or a word it abbreviates: ``cm``
+for "centimeters"), and an enum argument that describes a number argument ("from_unit:
+the unit of the value") to the choice the task writes right after that number ("59
+liters"). It never rejects a value the task states, but in that last rule (``ml`` is
+named, yet not as the value's unit). Small integers (up to 31: days, counts, "top 5")
+and powers of ten count as known: tools' arguments use them as common
 settings without the task spelling them out (BFCL's ``simple`` category does); so does a
 percentage of the task as a fraction (``5%``: 0.05). A described value that shares a word
 with the task (``"Boston, MA"`` for "Boston, Massachusetts") follows the description's
