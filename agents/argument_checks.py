@@ -35,7 +35,7 @@ version of these checks cost 3 of 120.)
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,10 +164,7 @@ def _unnamed_choices(call: ToolCall, tool: Tool, text: str) -> dict[str, list[st
     no choice ("°C" for ``celsius``) nothing is said."""
     words = [w.lower() for w in _WORD.findall(text) if w.lower() not in _STOPWORDS]
     unnamed = {}
-    for name, value in call.arguments.items():
-        choices = tool.parameters.get("properties", {}).get(name, {}).get("enum")
-        if not isinstance(value, str) or not _strings(choices):
-            continue
+    for name, value, choices in _enum_arguments(call, tool):
         named = _named(choices, words, text.lower())
         if named and value not in named:
             unnamed[name] = named
@@ -179,30 +176,34 @@ def _quantity_units(call: ToolCall, tool: Tool, task: str) -> dict[str, list[str
     value") while the task writes that number with a choice of theirs after it ("59
     liters"): that choice, by argument name, where the call took another."""
     properties = tool.parameters.get("properties", {})
+    # The words the task writes right after each number ("59 liters": 59.0, "liters").
+    after = [(float(n), w.lower()) for n, w in _NUMBER_WORD.findall(task.replace(",", ""))]
     held = {}
-    for name, value in call.arguments.items():
-        choices = properties.get(name, {}).get("enum")
-        if not isinstance(value, str) or not _strings(choices):
-            continue
+    for name, value, choices in _enum_arguments(call, tool):
         described = {w.lower() for w in _WORD.findall(str(properties[name].get("description", "")))}
         for other, number in call.arguments.items():
             if other.lower() not in described or isinstance(number, bool):
                 continue
             if not isinstance(number, int | float):
                 continue
-            for word in _words_after(task, float(number)):
+            for word in (w for n, w in after if n == number):
                 named = _named(choices, [word], word)
                 if len(named) == 1 and value != named[0]:
                     held[name] = named
     return held
 
 
-_NUMBER_WORD = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?|\.\d+)\s+([^\W\d_]+)")
+_NUMBER_WORD = re.compile(rf"(?<![\w.])({_NUMBER_TEXT.pattern})\s+([^\W\d_]+)")
+"""A number and the word written right after it ("59 liters")."""
 
 
-def _words_after(task: str, number: float) -> list[str]:
-    """The words the task writes right after ``number`` ("59 liters": liters)."""
-    return [w.lower() for n, w in _NUMBER_WORD.findall(task.replace(",", "")) if float(n) == number]
+def _enum_arguments(call: ToolCall, tool: Tool) -> Iterator[tuple[str, str, list[str]]]:
+    """The call's string arguments whose schema is an enum of strings, with its choices."""
+    properties = tool.parameters.get("properties", {})
+    for name, value in call.arguments.items():
+        choices = properties.get(name, {}).get("enum")
+        if isinstance(value, str) and _strings(choices):
+            yield name, value, choices
 
 
 def _named(choices: Sequence[str], words: Sequence[str], text: str) -> list[str]:
