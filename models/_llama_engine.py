@@ -14,6 +14,8 @@ an engine::
                                         decoded again)
     one llama_decode: a token for every decoding row + prompt chunks of new rows
     per row with logits: TokenGate mask -> pick (greedy, or seeded top-p/min-p)
+                         -> tokens the grammar forces after it (JSON keys and
+                            punctuation) join it as the row's next chunk
                          -> stop on EOS / grammar end / stop string / budget
                          -> resolve the caller's ticket when all its samples are done
 
@@ -207,11 +209,28 @@ class LlamaEngine:
         keep = max(0, min(_common_prefix(slot.cached, prompt), len(prompt) - 2))
         self._lib.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
         slot.cached = prompt[:keep]
-        sample.todo, sample.pos = prompt[keep:], keep
+        forced = self._force(sample)  # `{"` of a JSON action: part of the prompt's chunk
+        sample.todo, sample.pos = prompt[keep:] + forced, keep
         slot.sample = sample
+        if sample.gate is not None and sample.gate.stopped:  # a const: nothing to decode
+            self._finish(slot, "stop")
+
+    def _force(self, sample: _Sample) -> list[int]:
+        """The tokens ``sample``'s grammar forces next, now part of its output.
+
+        They are fed to the model as one chunk with the token before them (see
+        :meth:`_step`), not a step each. Not for a row that asked for log-probabilities:
+        its confidence is the mean over every token, as the model would have picked them.
+        """
+        if sample.gate is None or sample.row.sampling.logprobs:
+            return []
+        forced = sample.gate.force(sample.budget - len(sample.tokens))
+        sample.tokens.extend(forced)
+        return forced
 
     def _step(self) -> None:
-        """One decoding step of every decoding row, then one prompt chunk of one new row.
+        """One decoding step of every decoding row, then one chunk of one row: a new row's
+        prompt, or a picked token with the tokens its grammar forces after it.
 
         Kept apart because llama.cpp computes attention differently for one query token
         than for several: a sequence's step must look the same whatever else runs, so a
@@ -293,8 +312,10 @@ class LlamaEngine:
             self._finish(slot, "stop")
             return
         sample.tokens.append(token)
+        forced: list[int] = []
         if gate is not None:
             gate.advance(token)
+            forced = self._force(sample)
             if gate.stopped:
                 self._finish(slot, "stop")
                 return
@@ -303,6 +324,8 @@ class LlamaEngine:
             self._finish(slot, "stop")
         elif len(sample.tokens) >= sample.budget:
             self._finish(slot, "length")
+        elif forced:
+            sample.todo = [token, *forced]
         else:
             sample.next_token = token
 

@@ -183,6 +183,25 @@ class TokenGate:
         if not self._matcher.consume_token(token):
             self.failed = True
 
+    def force(self, limit: int) -> list[int]:
+        """Consume and return the tokens the grammar allows no alternative to (at most
+        ``limit``): the keys and punctuation of a JSON object, a const's text.
+
+        A backend feeds them to the model as one chunk instead of a step each, which is
+        what a step of an agent's JSON action mostly is (11 of the 22 tokens of
+        ``{"name": "calculator", "arguments": {"expression": "49 - 93"}}``). llguidance
+        holds back a token at the forced text's end whose boundary the next free text
+        could move, so the model still writes that part as it would. No log-probability is
+        recorded for them (the model chose nothing).
+        """
+        if limit <= 0 or self.failed or self._matcher.is_stopped():
+            return []
+        tokens = list(self._matcher.compute_ff_tokens())[:limit]
+        if tokens and not self._matcher.consume_tokens(tokens):
+            self.failed = True
+        self._primed = False
+        return tokens
+
     def allowed(self) -> NDArray[np.bool_]:
         """Boolean mask over the vocabulary of the tokens allowed next."""
         if self._primed:

@@ -131,3 +131,78 @@ def test_grammar_cache_is_bounded_and_keeps_recent_grammars(smollm: ChatModel) -
     cache.get(c)  # evicts b, the least recently used
     assert len(cache) == 2
     assert cache.get(a) is first
+
+
+CALL = {
+    "type": "object",
+    "properties": {
+        "name": {"const": "calculator"},
+        "arguments": {
+            "type": "object",
+            "properties": {"expression": {"type": "string", "maxLength": 40}},
+            "required": ["expression"],
+            "additionalProperties": False,
+        },
+    },
+    "required": ["name", "arguments"],
+    "additionalProperties": False,
+}
+ACTION = {
+    "anyOf": [
+        CALL,
+        {
+            "type": "object",
+            "properties": {"final_answer": {"type": "string", "maxLength": 80}},
+            "required": ["final_answer"],
+            "additionalProperties": False,
+        },
+    ]
+}
+ARITHMETIC = [
+    {
+        "role": "system",
+        "content": "Reply with one JSON action: a calculator call or a final answer.",
+    },
+    {"role": "user", "content": "What is 49 minus 93?"},
+]
+
+
+def test_the_gate_forces_what_the_grammar_leaves_no_choice_in(smollm: ChatModel) -> None:
+    """The keys and punctuation of a call are forced, the expression is the model's."""
+    from slmkit.models.guidance import GrammarCache, TokenGate
+    from slmkit.models.schema import Constraint
+
+    lltok = smollm._lltok  # type: ignore[attr-defined]
+    grammar = GrammarCache(lltok).get(Constraint.from_schema(CALL))
+    gate = TokenGate(grammar, lltok, smollm._n_vocab)  # type: ignore[attr-defined]
+
+    def text(tokens: list[int]) -> str:
+        return bytes(lltok.decode_bytes(tokens)).decode()
+
+    forced = gate.force(100)
+    assert text(forced).startswith('{"name": "calculator", "arguments": {"expression":')
+    assert gate.force(100) == []  # nothing more is forced: the expression comes next
+    assert len(TokenGate(grammar, lltok, smollm._n_vocab).force(3)) == 3  # type: ignore[attr-defined]
+
+
+def test_forced_tokens_change_the_speed_not_the_action(smollm: ChatModel) -> None:
+    """llama.cpp feeds forced tokens as one chunk; a row that asks for log-probabilities
+    is decoded token by token (its confidence is a mean over every token): the same
+    greedy action either way."""
+    chunked = smollm.chat(ARITHMETIC, schema=ACTION, max_tokens=60)
+    stepped = smollm.chat(ARITHMETIC, schema=ACTION, max_tokens=60, logprobs=True)
+    assert chunked.valid and chunked.text == stepped.text
+    assert chunked.usage.completion_tokens == stepped.usage.completion_tokens
+
+
+def test_a_const_answer_is_complete_without_a_decoding_step(smollm: ChatModel) -> None:
+    """A retried answer held to a quote is forced from its first byte to its last."""
+    schema = {
+        "type": "object",
+        "properties": {"final_answer": {"const": "1554"}},
+        "required": ["final_answer"],
+        "additionalProperties": False,
+    }
+    out = smollm.chat(ARITHMETIC, schema=schema, max_tokens=30)
+    assert out.valid and out.parsed == {"final_answer": "1554"}
+    assert out.finish_reason == "stop" and out.usage.completion_tokens > 0
