@@ -224,7 +224,8 @@ class LlamaEngine:
         """
         if sample.gate is None or sample.row.sampling.logprobs:
             return []
-        forced = sample.gate.force(sample.budget - len(sample.tokens))
+        # (one token short of the budget: a row's last token is one the model picked)
+        forced = sample.gate.force(sample.budget - len(sample.tokens) - 1)
         sample.tokens.extend(forced)
         return forced
 
