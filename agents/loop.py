@@ -24,7 +24,7 @@ import operator
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Any, ClassVar, Literal
 
 from slmkit.agents.actions import Action, Pins
@@ -268,7 +268,7 @@ class LoopAgent(GraphAgent):
             update["messages"] = self._invalid_messages(last.completion.text, error)
             update.update(self._step_end(step, f"invalid action: {error}", "invalid", state))
         elif d.action.final_answer is not None:
-            event.flag = self._answer_flag(state, d.action.final_answer)
+            event.flag = self._answer_flag(state, d.action)
             if event.flag is None or not self._may_retry(state, step, event.flag):
                 update["messages"] = self._action_messages(d.action)
                 update.update(answer=d.action.final_answer, stopped="final_answer")
@@ -292,10 +292,12 @@ class LoopAgent(GraphAgent):
         update["events"] = [event.model_dump(mode="json")]
         return update
 
-    def _answer_flag(self, state: Mapping[str, Any], answer: str) -> str | None:
+    def _answer_flag(self, state: Mapping[str, Any], action: Action) -> str | None:
         """What is wrong with a final answer: empty, given before any tool was used, run
-        on to its length bound (a small model repeating itself: "The result is 3417. The
-        answer is 3417. The answer is ..."), or contradicting the observations."""
+        on (a small model repeating itself: "The result is 3417. The result is 3417. The
+        result is 3417."; closed by the loop guard, or at its length bound), or
+        contradicting the observations."""
+        answer = action.final_answer or ""
         if not answer.strip():
             return "the final answer is empty"
         if self.config.grounding == "off":
@@ -308,7 +310,10 @@ class LoopAgent(GraphAgent):
                 f"the answer ran on to its length bound ({self.config.max_answer_chars} characters)"
             )
         seen = [str(e.get("observation") or "") for e in observations if e.get("ok")]
-        return contradiction(answer, seen, str(state.get("task") or ""))
+        wrong = contradiction(answer, seen, str(state.get("task") or ""))
+        if wrong is None and action.meta.get("finish_reason") == "loop":
+            return "the answer ran on, repeating itself"
+        return wrong
 
     def _quote(self, state: Mapping[str, Any], signals: Signals) -> str | None:
         """The last observation, to be quoted by a retried answer (when short enough)."""
@@ -344,7 +349,7 @@ class LoopAgent(GraphAgent):
             max_repeats=cfg.max_repeats,
             **self._decode(step, pins, self._quote(state, signals)),
         )
-        return routed, [(c, self._parse(c)) for c in routed.completion.candidates]
+        return routed, [(c, _looped(c, self._parse(c))) for c in routed.completion.candidates]
 
     def _decide(self, state: Mapping[str, Any], step: int, signals: Signals) -> _Decision:
         pins = Pins()
@@ -484,3 +489,10 @@ class LoopAgent(GraphAgent):
 
     def _meta(self, values: Mapping[str, Any]) -> dict[str, Any]:
         return {"first_thought": self.config.first_thought, "sample_k": self.config.sample_k}
+
+
+def _looped(candidate: Candidate, action: Action | None) -> Action | None:
+    """``action``, marked when the loop guard closed its output (``finish_reason`` "loop")."""
+    if action is None or candidate.finish_reason != "loop":
+        return action
+    return replace(action, meta={**action.meta, "finish_reason": "loop"})

@@ -158,10 +158,10 @@ class RunResult:
         """Why the runtime does not trust ``answer``, or ``None`` when it passed the checks.
 
         An answer the grounding check flagged (it contradicts the observations, came before
-        any tool was used, ran on to its length bound) is sent back once; when the retry is
-        flagged too, or no step is left, the answer stands with its flag. A caller that
-        shows or scores answers should treat a flagged one as the agent's failure (the small
-        model sometimes copies the flag's own text as its last answer).
+        any tool was used, ran on: to its length bound, or looping) is sent back once; when
+        the retry is flagged too, or no step is left, the answer stands with its flag. A
+        caller that shows or scores answers should treat a flagged one as the agent's
+        failure (the small model sometimes copies the flag's own text as its last answer).
         """
         if self.stopped != "final_answer":
             return None

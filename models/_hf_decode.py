@@ -48,6 +48,15 @@ class HfRow:
     """With a trace: the sampler's log-probability of each picked token (end included)."""
     end: int | None = None
     """The end-of-output token the row picked, if it ended on one."""
+    looped: bool = False
+    """The loop guard fired: the row finishes with "loop" (see break_loop)."""
+
+    @property
+    def finish_reason(self) -> str:
+        """How the row ended: ``stop``, ``length``, or ``loop`` (stopped after a loop)."""
+        if self.looped and self.finish == "stop":
+            return "loop"
+        return self.finish or "length"
 
 
 def decode_rows(model: Any, tokenizer: Any, rows: list[HfRow], eos_ids: list[int]) -> None:
@@ -107,8 +116,10 @@ def _pick(rows: list[HfRow], logits: Any, eos_ids: list[int], tokenizer: Any) ->
             row = rows[k]
             if row.gate is not None:
                 row.gate.apply(scores[j], wrap_up=len(row.tokens) >= row.wrap_at)
-            if row.sampling.max_repeats:
-                break_loop(scores[j], row.tokens, row.sampling.max_repeats)
+            max_repeats = row.sampling.max_repeats
+            if max_repeats and break_loop(scores[j], row.tokens, max_repeats):
+                row.looped = True
+                row.wrap_at = len(row.tokens)  # a looping JSON value is closed: see break_loop
             picked[k] = pick_token(scores[j], row.sampling, row.rng)
             if row.logprobs is not None:
                 row.logprobs.append(token_logprob(scores[j], row.sampling, picked[k]))

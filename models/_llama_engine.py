@@ -78,6 +78,8 @@ class _Sample:
     """Position of the next token fed to the model."""
     next_token: int | None = None
     tokens: list[int] = field(default_factory=list)
+    looped: bool = False
+    """The loop guard fired: the row finishes with "loop" (see break_loop)."""
 
     @property
     def row(self) -> PreparedRow:
@@ -306,8 +308,10 @@ class LlamaEngine:
         gate = sample.gate
         if gate is not None:
             gate.apply(scores, wrap_up=len(sample.tokens) >= sample.wrap_at)
-        if sample.row.sampling.max_repeats:
-            break_loop(scores, sample.tokens, sample.row.sampling.max_repeats)
+        max_repeats = sample.row.sampling.max_repeats
+        if max_repeats and break_loop(scores, sample.tokens, max_repeats):
+            sample.looped = True
+            sample.wrap_at = len(sample.tokens)  # a looping JSON value is closed: see break_loop
         token = pick_token(scores, sample.row.sampling, sample.rng)
         if self._lib.llama_vocab_is_eog(self._vocab, token):
             self._finish(slot, "stop")
@@ -343,7 +347,7 @@ class LlamaEngine:
         job.outputs[sample.index] = RawOutput(
             text=text,
             completion_tokens=len(sample.tokens),
-            finish_reason=finish,
+            finish_reason="loop" if sample.looped and finish == "stop" else finish,
             grammar_accepted=gate.accepting if gate is not None else True,
             token_logprobs=tuple(gate.token_logprobs) if gate is not None else None,
         )

@@ -145,6 +145,8 @@ class Candidate:
     valid: bool
     error: str | None
     finish_reason: str
+    """``stop`` (the output ended), ``length`` (the token budget did), or ``loop`` (it
+    ended after the loop guard broke a repetition: ``max_repeats``, local backends)."""
     completion_tokens: int
     mean_logprob: float | None = None
     trace: TokenTrace | None = None

@@ -327,7 +327,7 @@ class TransformersModel(ChatModel):
                     RawOutput(
                         text=r.text,
                         completion_tokens=len(r.tokens),
-                        finish_reason=r.finish or "length",
+                        finish_reason=r.finish_reason,
                         grammar_accepted=r.gate.accepting if r.gate is not None else True,
                         token_logprobs=tuple(r.gate.token_logprobs) if r.gate else None,
                         trace=self._trace(r),

@@ -81,6 +81,13 @@ def break_loop(scores: NDArray[np.float32], tokens: list[int], max_repeats: int)
     to :data:`LOOP_MAX_PERIOD` tokens; runs shorter than :data:`LOOP_MIN_TOKENS` are
     left alone. Unlike a repetition penalty it does not touch a token that was merely
     seen before, so copying a value from the prompt or repeating a JSON key is free.
+
+    Both local decoders also start wrapping up a JSON output once this fired (the
+    closing bias of :func:`~slmkit.models.guidance.closing_bias`): a value that loops is
+    closed, not steered into a variation of the same loop. Banned alone, one token of
+    ``The result is 3417. The result is 3417. The result is 3417.`` changes, and the model
+    goes on ``This is a 3417. The result is 3417. ...`` to the length bound (185 tokens,
+    then a retry); closed, the answer ends there (36 tokens).
     """
     n = len(tokens)
     for period in range(1, LOOP_MAX_PERIOD + 1):

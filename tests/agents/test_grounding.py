@@ -1,11 +1,11 @@
 """Final answers grounded in observations, and no empty answers (real embedded model).
 
-"How many centimeters are in 16 meters?" is a case of the agent-tasks benchmark: the
-135M model converts kilometres instead (``16 km = 16000 m``) and then answers with a
-number the tool did not return (``"16000 = 16000 * 100 = 160000 m ..."``). The runtime
-flags that answer; with ``grounding="retry"`` it asks once more, and the retried answer
-may only quote the observation. (The argument checks now decode that call again, with
-the units the task gives; these tests turn them off to keep the contradicting answer.)
+"How many grams are in 7.2 kilograms?" is a case of the agent-tasks benchmark: the 135M
+model converts right (``7.2 kg = 7200 g``) and then answers with a number the tool did not
+return: it closes the JSON object in the answer and runs on inside the number it copies
+(``"}7200.000000000001"``). The runtime flags that answer; with ``grounding="retry"`` it
+asks once more, and the retried answer may only quote the observation. (The argument
+checks are turned off: they test the call, these tests the answer.)
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from slmkit.agents.grounding import contradiction
 from slmkit.models import ChatModel
 from slmkit.tools import ToolRegistry, calculator
 
-TASK = "How many centimeters are in 16 meters?"
-SEEN = "16 km = 16000 m"
+TASK = "How many grams are in 7.2 kilograms?"
+SEEN = "7.2 kg = 7200 g"
 
 
 def _answers(result: RunResult) -> list[tuple[str, str | None]]:
@@ -106,10 +106,9 @@ def test_a_contradicting_answer_is_retried_quoting_the_observation(smollm: ChatM
 @pytest.mark.parametrize(
     ("task", "first", "flag"),
     [
-        # The 135M model copies the calculator's 8439 and runs on inside the number.
-        ("What is 87 times 97?", "} 8439.0000000000010", "does not state a number"),
-        # It repeats its answer ("The result is 2795. The answer is 2795. ...") to the end.
-        ("What is 65 times 43?", "The result is 2795. The answer is 2795.", "length bound"),
+        # The 135M model repeats its answer: closed by the loop guard, sent back.
+        ("What is 12 times 13?", "The result is 156. The result is 156.", "repeating itself"),
+        ("What is 87 times 97?", "The result is 8439. The result is 8439.", "repeating itself"),
     ],
 )
 def test_a_degenerate_answer_is_retried_quoting_the_result(

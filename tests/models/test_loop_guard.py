@@ -2,7 +2,8 @@
 
 The prompt below makes the embedded model write ``"12 * 13 * 13 * 13 * ..."`` into a
 constrained string until its token budget ends (every token is allowed by the schema);
-with ``max_repeats`` the loop is broken on the allowed tokens, on both local backends.
+with ``max_repeats`` the loop is broken on the allowed tokens and the value closed, on
+both local backends.
 """
 
 from __future__ import annotations
@@ -40,9 +41,24 @@ def test_a_runaway_inside_a_constrained_string_is_cut(smollm: ChatModel) -> None
     assert LOOP * 4 not in _expression(smollm, 2)
 
 
+def _closed_after_the_loop(model: ChatModel) -> None:
+    """Once the guard fires the JSON value is closed, not varied until the budget ends,
+    and the output says so."""
+    free = model.chat(PROVOKE, schema=SCHEMA, max_tokens=120, max_repeats=0)
+    guarded = model.chat(PROVOKE, schema=SCHEMA, max_tokens=120, max_repeats=2)
+    assert free.finish_reason != "loop" and free.usage.completion_tokens > 90  # to the end
+    assert guarded.valid and guarded.finish_reason == "loop"
+    assert guarded.usage.completion_tokens < 40
+
+
+def test_a_looping_json_value_is_closed_and_reported(smollm: ChatModel) -> None:
+    _closed_after_the_loop(smollm)
+
+
 def test_the_transformers_backend_cuts_it_too() -> None:
     model = load_model("transformers:smollm2")
     assert LOOP * 4 not in _expression(model, 2)
+    _closed_after_the_loop(model)
 
 
 def test_break_loop_forbids_only_the_token_that_continues_the_loop() -> None:
