@@ -195,7 +195,7 @@ def test_forced_tokens_change_the_speed_not_the_action(smollm: ChatModel) -> Non
     assert chunked.usage.completion_tokens == stepped.usage.completion_tokens
 
 
-def test_a_const_answer_is_complete_without_a_decoding_step(smollm: ChatModel) -> None:
+def test_a_const_answer_is_forced_whole(smollm: ChatModel) -> None:
     """A retried answer held to a quote is forced from its first byte to its last."""
     schema = {
         "type": "object",
