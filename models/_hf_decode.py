@@ -51,13 +51,6 @@ class HfRow:
     looped: bool = False
     """The loop guard fired: the row finishes with "loop" (see break_loop)."""
 
-    @property
-    def finish_reason(self) -> str:
-        """How the row ended: ``stop``, ``length``, or ``loop`` (stopped after a loop)."""
-        if self.looped and self.finish == "stop":
-            return "loop"
-        return self.finish or "length"
-
 
 def decode_rows(model: Any, tokenizer: Any, rows: list[HfRow], eos_ids: list[int]) -> None:
     """Decode ``rows`` together; each row ends with ``tokens``, ``text`` and ``finish``."""

@@ -39,7 +39,7 @@ from slmkit.models.base import Generation, RawOutput, Sampling
 from slmkit.models.batching import RowQueue, Ticket
 from slmkit.models.errors import BackendUnavailableError, GenerationError
 from slmkit.models.guidance import TokenGate, closing_reserve
-from slmkit.models.sampler import break_loop, cut_at_stop, pick_token
+from slmkit.models.sampler import break_loop, cut_at_stop, finish_reason, pick_token
 
 __all__ = ["LlamaEngine", "PreparedRow"]
 
@@ -347,7 +347,7 @@ class LlamaEngine:
         job.outputs[sample.index] = RawOutput(
             text=text,
             completion_tokens=len(sample.tokens),
-            finish_reason="loop" if sample.looped and finish == "stop" else finish,
+            finish_reason=finish_reason(finish, sample.looped),
             grammar_accepted=gate.accepting if gate is not None else True,
             token_logprobs=tuple(gate.token_logprobs) if gate is not None else None,
         )

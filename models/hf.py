@@ -38,6 +38,7 @@ from slmkit.models.embedded import EMBEDDED_MODELS, embedded_gguf
 from slmkit.models.errors import BackendUnavailableError, GenerationError, ModelNotFoundError
 from slmkit.models.guidance import GrammarCache, TokenGate, closing_bias, closing_reserve
 from slmkit.models.paths import cache_dir, model_location
+from slmkit.models.sampler import finish_reason
 from slmkit.models.schema import Constraint
 from slmkit.models.threads import decode_threads
 
@@ -327,7 +328,7 @@ class TransformersModel(ChatModel):
                     RawOutput(
                         text=r.text,
                         completion_tokens=len(r.tokens),
-                        finish_reason=r.finish_reason,
+                        finish_reason=finish_reason(r.finish, r.looped),
                         grammar_accepted=r.gate.accepting if r.gate is not None else True,
                         token_logprobs=tuple(r.gate.token_logprobs) if r.gate else None,
                         trace=self._trace(r),

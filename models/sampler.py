@@ -12,7 +12,7 @@ from numpy.typing import NDArray
 
 from slmkit.models.base import Sampling
 
-__all__ = ["MIN_P", "break_loop", "cut_at_stop", "pick_token", "token_logprob"]
+__all__ = ["MIN_P", "break_loop", "cut_at_stop", "finish_reason", "pick_token", "token_logprob"]
 
 MIN_P = 0.05
 """llama.cpp's default min-p: prunes the long tail of junk tokens that high temperatures
@@ -102,6 +102,14 @@ def break_loop(scores: NDArray[np.float32], tokens: list[int], max_repeats: int)
                 return True
             return False
     return False
+
+
+def finish_reason(finish: str | None, looped: bool) -> str:
+    """How a row ended: ``stop``, ``length`` (also a row still unfinished), or ``loop``: it
+    stopped after :func:`break_loop` fired on it, which closed its JSON output."""
+    if looped and finish == "stop":
+        return "loop"
+    return finish or "length"
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
