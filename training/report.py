@@ -23,6 +23,7 @@ from slmkit.training.stages import StageStatus
 
 __all__ = [
     "category_rows",
+    "failure_rows",
     "paired_outcomes",
     "sign_test",
     "verdict",
@@ -80,6 +81,29 @@ def category_rows(before: Path, after: Path) -> list[list[str]]:
             cells.append(f"{k}/{len(ids)} [{100 * lo:.0f}, {100 * hi:.0f}]")
         rows.append([cat, *cells, str(fixed), str(broken), f"{sign_test(fixed, broken):.3f}"])
     return rows
+
+
+def _failure_kinds(path: Path) -> list[str]:
+    """The environment's kind of each failed run (``reward_info["kind"]``) that names one."""
+    if not path.is_file():
+        return []
+    infos = (
+        t.meta.get("reward_info") or {}
+        for t in read_trajectories(path)
+        if not t.meta.get("success")
+    )
+    return [str(info["kind"]) for info in infos if info.get("kind")]
+
+
+def failure_rows(before: Path, after: Path) -> list[list[str]]:
+    """Failed runs by kind, before and after (the kinds the environment reports, e.g.
+    BFCL's wrong function vs wrong arguments): what training changed, where success
+    alone says only how much. Empty when the environment names no kinds."""
+    from collections import Counter
+
+    b, a = Counter(_failure_kinds(before)), Counter(_failure_kinds(after))
+    kinds = sorted(set(b) | set(a), key=lambda k: (-b[k] - a[k], k))
+    return [[kind, str(b[kind]), str(a[kind]), f"{a[kind] - b[kind]:+d}"] for kind in kinds]
 
 
 def paired_outcomes(before: Path, after: Path) -> dict[str, Any]:
@@ -358,6 +382,7 @@ def write_distill_report(
     md = _render(
         "distill_report.md.jinja",
         categories=category_rows(root / "eval" / "before.jsonl", root / "eval" / "after.jsonl"),
+        failures=failure_rows(root / "eval" / "before.jsonl", root / "eval" / "after.jsonl"),
         transfer_rows=_result_rows(tb, ta)[:3] if tb and ta else [],
         transfer_paired=paired_outcomes(
             root / "eval" / "transfer" / "before.jsonl", root / "eval" / "transfer" / "after.jsonl"

@@ -124,6 +124,7 @@ class BfclEnv(Environment):
             1.0 if verdict.correct else 0.0,
             {"ast": 1.0 if verdict.correct else 0.0},
             reason=verdict.reason,
+            kind=verdict.kind,
             category=item.category,
         )
 

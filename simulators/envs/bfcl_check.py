@@ -36,7 +36,7 @@ from typing import Any
 
 from slmkit.simulators.envs.bfcl_data import BfclItem, function_doc
 
-__all__ = ["AstVerdict", "check_calls", "equivalent"]
+__all__ = ["FAILURE_KINDS", "AstVerdict", "check_calls", "equivalent"]
 
 _PY_TYPES: dict[str, type] = {
     "string": str,
@@ -51,12 +51,26 @@ _PY_TYPES: dict[str, type] = {
 _STANDARDISE_RE = re.compile(r"[ ,./\-_*^]")
 
 
+FAILURE_KINDS = ("unparsable", "call count", "wrong function", "arguments", "irrelevant call")
+"""What an incorrect answer got wrong, coarsest first: output that is not calls, too many
+or too few calls, a call to another function, the right function with wrong or missing
+arguments, a call where none was relevant (``irrelevance``)."""
+
+
 @dataclass(frozen=True)
 class AstVerdict:
-    """The checker's verdict on one item: correct or not, and why."""
+    """The checker's verdict on one item: correct or not, why, and which of
+    :data:`FAILURE_KINDS` (``"correct"`` when it is correct)."""
 
     correct: bool
     reason: str
+    kind: str = "correct"
+
+
+def _call_failure(reason: str) -> AstVerdict:
+    """The verdict on a call :func:`_call_ok` rejected for ``reason``."""
+    wrong_name = reason.startswith("called ")  # _call_ok's words for another function
+    return AstVerdict(False, reason, "wrong function" if wrong_name else "arguments")
 
 
 def _standardise(text: str) -> str:
@@ -300,21 +314,25 @@ def check_calls(calls: Sequence[Mapping[str, Any]] | None, item: BfclItem) -> As
         item: the BFCL item the calls answer.
 
     Returns:
-        ``AstVerdict(correct, reason)``. Unparsable output is incorrect, except for
+        ``AstVerdict(correct, reason, kind)``. Unparsable output is incorrect, except for
         ``irrelevance``, where (as in BFCL) anything that is not a call counts as no call.
     """
     parsed = _parse_calls(calls)
     if item.category == "irrelevance":
         if isinstance(parsed, str) or not parsed:
             return AstVerdict(True, "no function call, as expected")
-        return AstVerdict(False, f"called {parsed[0][0]!r}; no function is relevant here")
+        return AstVerdict(
+            False, f"called {parsed[0][0]!r}; no function is relevant here", "irrelevant call"
+        )
     if isinstance(parsed, str):
-        return AstVerdict(False, f"parse failure: {parsed}")
+        return AstVerdict(False, f"parse failure: {parsed}", "unparsable")
     if len(parsed) != len(item.answers):
-        return AstVerdict(False, f"expected {len(item.answers)} call(s), got {len(parsed)}")
+        return AstVerdict(
+            False, f"expected {len(item.answers)} call(s), got {len(parsed)}", "call count"
+        )
     if item.category in ("simple_python", "multiple"):
         reason = _call_ok(*parsed[0], item.answers[0], item.functions)
-        return AstVerdict(reason is None, reason or "correct call")
+        return AstVerdict(True, "correct call") if reason is None else _call_failure(reason)
 
     ok = [
         [_call_ok(name, args, answer, item.functions) is None for name, args in parsed]
@@ -333,5 +351,8 @@ def check_calls(calls: Sequence[Mapping[str, Any]] | None, item: BfclItem) -> As
                 r for r in reasons if not r.startswith("called ")
             ]  # prefer the diagnosis of a call to the right function
             detail = (same_name or reasons or ["it is matched to another call"])[0]
-            return AstVerdict(False, f"no call matches expected call #{i} ({expected}): {detail}")
+            failure = _call_failure(detail)
+            return AstVerdict(
+                False, f"no call matches expected call #{i} ({expected}): {detail}", failure.kind
+            )
     return AstVerdict(True, f"all {len(parsed)} calls match")

@@ -1,10 +1,12 @@
-"""The distillation report's verdict: the paired sign test on the same held-out tasks decides."""
+"""The distillation report: the paired sign test decides; failures are counted by kind."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from slmkit.training.report import sign_test, verdict
+from slmkit.agents import Trajectory
+from slmkit.training.report import failure_rows, sign_test, verdict
 
 
 def _eval(successes: int, tasks: int) -> dict[str, Any]:
@@ -27,3 +29,29 @@ def test_a_significant_paired_change_is_not_called_noise_when_the_intervals_over
 def test_a_change_the_sign_test_cannot_tell_from_noise_says_so() -> None:
     text = verdict(_eval(36, 120), _eval(39, 120), _paired(12, 9))  # oracle data, adapter
     assert "within the noise" in text and "p = 0.664" in text and "12 fixed, 9 broken" in text
+
+
+def _runs(path: Path, kinds: list[str | None]) -> Path:
+    """An evaluation file: one run per kind (None: a solved task)."""
+    runs = [
+        Trajectory(
+            id=f"t{i}",
+            meta={"success": kind is None, "reward_info": {"kind": kind or "correct"}},
+        )
+        for i, kind in enumerate(kinds)
+    ]
+    path.write_text("".join(t.to_json() + "\n" for t in runs))
+    return path
+
+
+def test_the_failure_table_counts_what_the_failed_tasks_got_wrong(tmp_path: Path) -> None:
+    before = _runs(tmp_path / "b.jsonl", ["wrong function", "wrong function", "arguments", None])
+    after = _runs(tmp_path / "a.jsonl", [None, "arguments", "arguments", "call count"])
+    assert failure_rows(before, after) == [
+        ["arguments", "1", "2", "+1"],
+        ["wrong function", "2", "0", "-2"],
+        ["call count", "0", "1", "+1"],
+    ]
+    unnamed = tmp_path / "u.jsonl"  # an environment that names no kinds: no table
+    unnamed.write_text(Trajectory(id="t0", meta={"success": False}).to_json() + "\n")
+    assert failure_rows(unnamed, unnamed) == []

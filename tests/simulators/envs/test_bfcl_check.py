@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from bfcl_items import by_id, items
 
-from slmkit.simulators.envs.bfcl_check import AstVerdict, check_calls
+from slmkit.simulators.envs.bfcl_check import FAILURE_KINDS, AstVerdict, check_calls
 from slmkit.simulators.envs.bfcl_data import reference_calls
 
 
@@ -81,6 +81,40 @@ def test_simple_known_bad_variants() -> None:
         verdict = check_calls(calls, it)
         assert not verdict.correct, label
         assert verdict.reason, label
+        expected = {
+            "wrong name": "wrong function",
+            "two calls": "call count",
+            "no call": "call count",
+        }
+        assert verdict.kind == expected.get(label, "arguments"), label
+
+
+def test_every_failure_names_its_kind() -> None:
+    """What went wrong, for the report's failure table: each kind from a real item."""
+    simple = by_id("simple_python_1")  # math.factorial(number=5)
+    right = {"name": "math.factorial", "arguments": {"number": 5}}
+    seen = {
+        "correct": check_calls([right], simple),
+        "unparsable": check_calls(None, simple),
+        "call count": check_calls([], simple),
+        "wrong function": check_calls([{**right, "name": "math.gamma"}], simple),
+        "arguments": check_calls([{**right, "arguments": {"number": 6}}], simple),
+    }
+    irrelevant = items("irrelevance")[0]
+    call = {"name": irrelevant.functions[0]["name"], "arguments": {}}
+    seen["irrelevant call"] = check_calls([call], irrelevant)
+    for kind, verdict in seen.items():
+        assert verdict.kind == kind, verdict
+    assert set(seen) == {"correct", *FAILURE_KINDS}
+    # parallel calls: the unmatched answer's diagnosis
+    pm = next(
+        i
+        for i in items("parallel_multiple")
+        if {f["name"] for f in i.functions} - {c["name"] for c in reference_calls(i)}
+    )
+    calls = reference_calls(pm)
+    other = next(f["name"] for f in pm.functions if f["name"] not in {c["name"] for c in calls})
+    assert check_calls([*calls[:-1], {**calls[-1], "name": other}], pm).kind == "wrong function"
 
 
 def test_dotted_names_may_use_underscores() -> None:

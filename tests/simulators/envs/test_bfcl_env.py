@@ -39,9 +39,11 @@ def test_wrong_calls_earn_zero(env: BfclEnv) -> None:
     wrong["arguments"][key] = value + 1 if isinstance(value, int | float) else "something else"
     env.tools().execute(wrong)
     assert env.reward() == 0.0
+    assert env.reward_report().info["kind"] == "arguments"
     env.reset(task)  # no call at all
     env.submit("I would call a function.")
     assert env.reward() == 0.0
+    assert env.reward_report().info["kind"] == "call count"
 
 
 def test_irrelevance_penalises_any_call(env: BfclEnv) -> None:
