@@ -262,7 +262,7 @@ def sft(
     (work / "log_history.json").write_text(json.dumps(history, indent=1))
 
     trained_tokens = sum(
-        sum(assistant_token_mask(train_tok, template, r["messages"])[1]) for r in conv.rows
+        sum(assistant_token_mask(train_tok, template, r["messages"])[1]) for r in train_rows
     )
     meta = {
         "base": str(base),
