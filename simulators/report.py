@@ -58,6 +58,9 @@ class EvalReport(BaseModel):
     cost_per_success: float | None = None
     errors: int = 0
     stopped: dict[str, int] = Field(default_factory=dict)
+    failures: dict[str, int] = Field(default_factory=dict)
+    """Failed runs by what went wrong, where the environment says (``reward_info["kind"]``:
+    BFCL's wrong function, arguments, call count, ...); empty where it does not."""
     workers: int | None = None
     episodes_per_s: float | None = None
     """Throughput of the run that produced the results (None when recomputed from a file:
@@ -101,9 +104,13 @@ def report_from_trajectories(
     outputs = valid = calls = ok_calls = tokens = 0
     rewards: list[float] = []
     stopped: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
     for t in runs:
         m, meta = t.metrics, t.meta
         r.successes += int(bool(meta.get("success")))
+        kind = (meta.get("reward_info") or {}).get("kind")
+        if kind and not meta.get("success"):
+            failures[str(kind)] += 1
         r.errors += int(bool(meta.get("error")))
         rewards.append(float(t.reward or 0.0))
         stopped[str(meta.get("stopped"))] += 1
@@ -128,6 +135,7 @@ def report_from_trajectories(
     r.tokens_per_success = tokens / r.successes if r.successes else None
     r.cost_per_success = r.cost / r.successes if r.successes else None
     r.stopped = dict(stopped)
+    r.failures = dict(failures)
     return r
 
 
@@ -178,14 +186,19 @@ METRICS: list[
 """``(key, label, getter, formatter, higher_is_better)`` of every reported metric."""
 
 
+def _failures(r: EvalReport) -> str:
+    ranked = sorted(r.failures.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{kind} {n}" for kind, n in ranked) or "n/a"
+
+
 def markdown_table(reports: Sequence[EvalReport]) -> str:
-    """One row per report, one column per metric."""
-    head = ["env", "agent", "model", "tasks", *[label for _, label, *_ in METRICS]]
+    """One row per report, one column per metric (and the failures by kind)."""
+    head = ["env", "agent", "model", "tasks", *[label for _, label, *_ in METRICS], "failures"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in reports:
         cells = [r.env, r.agent, f"`{r.model}`", str(r.tasks)]
         cells += [fmt(get(r)) for _, _, get, fmt, _ in METRICS]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([*cells, _failures(r)]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -193,6 +206,7 @@ def metric_rows(reports: Sequence[EvalReport]) -> list[list[str]]:
     """The transposed table: one row per metric, one column per report (for terminals)."""
     rows = [["tasks", *[str(r.tasks) for r in reports]]]
     rows += [[label, *[fmt(get(r)) for r in reports]] for _, label, get, fmt, _ in METRICS]
+    rows.append(["failures", *[_failures(r) for r in reports]])
     return rows
 
 

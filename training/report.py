@@ -83,27 +83,16 @@ def category_rows(before: Path, after: Path) -> list[list[str]]:
     return rows
 
 
-def _failure_kinds(path: Path) -> list[str]:
-    """The environment's kind of each failed run (``reward_info["kind"]``) that names one."""
-    if not path.is_file():
-        return []
-    infos = (
-        t.meta.get("reward_info") or {}
-        for t in read_trajectories(path)
-        if not t.meta.get("success")
-    )
-    return [str(info["kind"]) for info in infos if info.get("kind")]
-
-
-def failure_rows(before: Path, after: Path) -> list[list[str]]:
-    """Failed runs by kind, before and after (the kinds the environment reports, e.g.
-    BFCL's wrong function vs wrong arguments): what training changed, where success
-    alone says only how much. Empty when the environment names no kinds."""
-    from collections import Counter
-
-    b, a = Counter(_failure_kinds(before)), Counter(_failure_kinds(after))
-    kinds = sorted(set(b) | set(a), key=lambda k: (-b[k] - a[k], k))
-    return [[kind, str(b[kind]), str(a[kind]), f"{a[kind] - b[kind]:+d}"] for kind in kinds]
+def failure_rows(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[list[str]]:
+    """Failed runs by kind, before and after, from two evaluation summaries (their
+    ``failures``: e.g. BFCL's wrong function vs arguments): what training changed, where
+    success alone says only how much. Empty when the environment names no kinds."""
+    b, a = dict(before.get("failures") or {}), dict(after.get("failures") or {})
+    kinds = sorted(set(b) | set(a), key=lambda k: (-b.get(k, 0) - a.get(k, 0), k))
+    return [
+        [kind, str(b.get(kind, 0)), str(a.get(kind, 0)), f"{a.get(kind, 0) - b.get(kind, 0):+d}"]
+        for kind in kinds
+    ]
 
 
 def paired_outcomes(before: Path, after: Path) -> dict[str, Any]:
@@ -382,7 +371,7 @@ def write_distill_report(
     md = _render(
         "distill_report.md.jinja",
         categories=category_rows(root / "eval" / "before.jsonl", root / "eval" / "after.jsonl"),
-        failures=failure_rows(root / "eval" / "before.jsonl", root / "eval" / "after.jsonl"),
+        failures=failure_rows(before, after),
         transfer_rows=_result_rows(tb, ta)[:3] if tb and ta else [],
         transfer_paired=paired_outcomes(
             root / "eval" / "transfer" / "before.jsonl", root / "eval" / "transfer" / "after.jsonl"

@@ -118,6 +118,7 @@ def test_eval_cli_prints_the_metric_table_with_the_embedded_model(
         "task p95",
         "tokens / success",
         "cost / success",
+        "failures",  # by kind (BFCL's checker names them), n/a when the task succeeded
     ):
         assert metric in result.output
     summary = json.loads(out.with_suffix(".summary.json").read_text())

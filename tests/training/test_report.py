@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from slmkit.agents import Trajectory
+from slmkit.simulators.report import report_from_trajectories
 from slmkit.training.report import failure_rows, sign_test, verdict
 
 
@@ -31,27 +31,19 @@ def test_a_change_the_sign_test_cannot_tell_from_noise_says_so() -> None:
     assert "within the noise" in text and "p = 0.664" in text and "12 fixed, 9 broken" in text
 
 
-def _runs(path: Path, kinds: list[str | None]) -> Path:
-    """An evaluation file: one run per kind (None: a solved task)."""
+def test_the_failure_table_counts_what_the_failed_tasks_got_wrong() -> None:
+    """From the evaluations' failure counts (the environment's kinds)."""
     runs = [
-        Trajectory(
-            id=f"t{i}",
-            meta={"success": kind is None, "reward_info": {"kind": kind or "correct"}},
-        )
-        for i, kind in enumerate(kinds)
+        Trajectory(id=f"t{i}", meta={"success": kind is None, "reward_info": {"kind": kind}})
+        for i, kind in enumerate(["wrong function", "wrong function", "arguments", None])
     ]
-    path.write_text("".join(t.to_json() + "\n" for t in runs))
-    return path
-
-
-def test_the_failure_table_counts_what_the_failed_tasks_got_wrong(tmp_path: Path) -> None:
-    before = _runs(tmp_path / "b.jsonl", ["wrong function", "wrong function", "arguments", None])
-    after = _runs(tmp_path / "a.jsonl", [None, "arguments", "arguments", "call count"])
-    assert failure_rows(before, after) == [
+    before = report_from_trajectories(runs)
+    assert before.failures == {"wrong function": 2, "arguments": 1}  # a success is no failure
+    after = {"failures": {"arguments": 2, "call count": 1}}
+    assert failure_rows(before.model_dump(), after) == [
         ["arguments", "1", "2", "+1"],
         ["wrong function", "2", "0", "-2"],
         ["call count", "0", "1", "+1"],
     ]
-    unnamed = tmp_path / "u.jsonl"  # an environment that names no kinds: no table
-    unnamed.write_text(Trajectory(id="t0", meta={"success": False}).to_json() + "\n")
-    assert failure_rows(unnamed, unnamed) == []
+    unnamed = report_from_trajectories([Trajectory(id="t0", meta={"success": False})])
+    assert unnamed.failures == {} and failure_rows(unnamed.model_dump(), {}) == []
