@@ -33,7 +33,7 @@ from slmkit.agents.metrics import RunMetrics, RunResult
 from slmkit.agents.rag_agent import RagAgent
 from slmkit.agents.router import Routed, Router, Signals
 from slmkit.agents.tool_agent import ToolAgent
-from slmkit.agents.trajectory import Trajectory, read_trajectories
+from slmkit.agents.trajectory import Trajectory, read_trajectories, request_text
 
 __all__ = [
     "Action",
@@ -61,5 +61,6 @@ __all__ = [
     "canonical_call",
     "generate_first_thought",
     "read_trajectories",
+    "request_text",
     "with_options",
 ]

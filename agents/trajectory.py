@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from slmkit.models import decode_arguments, existing_path
 
-__all__ = ["Trajectory", "read_trajectories"]
+__all__ = ["Trajectory", "read_trajectories", "request_text"]
 
 
 class Trajectory(BaseModel):
@@ -75,6 +75,19 @@ class Trajectory(BaseModel):
                     {"name": fn.get("name"), "arguments": decode_arguments(fn.get("arguments", {}))}
                 )
         return out
+
+    @property
+    def request(self) -> str:
+        """What the user asked: the first user turn's text. Later user turns are replies
+        to the agent (a simulated user's, the loop's retry feedback, a CodeAgent's
+        observations), not the task."""
+        return request_text(self.messages)
+
+
+def request_text(messages: Iterable[Mapping[str, Any]]) -> str:
+    """The text of the first user turn of ``messages`` (a trajectory's or a task's)."""
+    first = next((m for m in messages if m.get("role") == "user"), None)
+    return str(first.get("content") or "").strip() if first is not None else ""
 
 
 def read_trajectories(path: str | Path) -> Iterator[Trajectory]:

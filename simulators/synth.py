@@ -134,12 +134,6 @@ def _verified(traj: Trajectory) -> bool:
     return bool(traj.meta.get("success") and traj.task and traj.tool_calls)
 
 
-def _request(traj: Trajectory) -> str:
-    return " ".join(
-        str(m.get("content") or "") for m in traj.messages if m.get("role") == "user"
-    ).strip()
-
-
 def write_tasks(
     seeds: Sequence[Trajectory],
     env: Environment,
@@ -178,7 +172,7 @@ def write_tasks(
         raise SimulationError("per_seed must be at least 1", hint="or write no tasks at all")
     usable = [s for s in seeds if _verified(s)]
     if usable:  # an environment that cannot judge written tasks says so before any writing
-        env.task_from_calls(usable[0].task, _request(usable[0]), usable[0].tool_calls)
+        env.task_from_calls(usable[0].task, usable[0].request, usable[0].tool_calls)
     chosen = (
         sorted((e for e in examples if _verified(e)), key=lambda t: t.id) if examples else usable
     )
@@ -248,7 +242,7 @@ def _row(
     env.reset(s.task)
     tools = env.tools()
     calls = s.tool_calls
-    example = json.dumps({"calls": shown.tool_calls, "user": _request(shown)}, ensure_ascii=False)
+    example = json.dumps({"calls": shown.tool_calls, "user": shown.request}, ensure_ascii=False)
     prompt = render_prompt(
         "slmkit.simulators", "synth_task.md", tools=describe_tools(tools), example=example
     )
@@ -276,7 +270,7 @@ def _written(env: Environment, s: Trajectory, shown: Trajectory, parsed: Any) ->
     reason = None
     if _canonical(calls) == _canonical(s.tool_calls):
         reason = "seed_calls"
-    elif request.lower() == " ".join(_request(s).split()).lower():
+    elif request.lower() == " ".join(s.request.split()).lower():
         reason = "seed_request"
     elif not states_values(request, calls):
         reason = "values_not_in_request"
@@ -297,7 +291,7 @@ def about(request: str, s: Trajectory, shown: Trajectory) -> bool:
     words = _words(request)
 
     def side(t: Trajectory) -> set[str]:
-        docs = [_request(t)]
+        docs = [t.request]
         for spec in t.tools:
             fn = spec.get("function", spec)
             params = (fn.get("parameters") or {}).get("properties") or {}

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from slmkit.agents import Trajectory
+from slmkit.agents import Trajectory, request_text
 from slmkit.training.errors import TrainingError
 
 __all__ = ["Decontaminated", "HeldOut", "decontaminate", "request_words", "similarity"]
@@ -40,10 +40,6 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     if not a and not b:
         return 1.0
     return len(a & b) / len(a | b)
-
-
-def _request(messages: Sequence[Mapping[str, Any]]) -> str:
-    return " ".join(str(m.get("content") or "") for m in messages if m.get("role") == "user")
 
 
 def _tool_names(traj: Trajectory) -> list[str]:
@@ -83,7 +79,7 @@ class HeldOut:
                     )
                 tasks = env.tasks(limit=limit if env.unbounded else None)
                 for task in tasks:
-                    text = str(task.get("prompt") or _request(task.get("messages") or []))
+                    text = str(task.get("prompt") or request_text(task.get("messages") or []))
                     out.add(str(task["id"]), text)
             finally:
                 env.close()
@@ -121,7 +117,7 @@ def decontaminate(
     seen: set[tuple[frozenset[str], tuple[str, ...]]] = set()
     for traj in trajectories:
         task_id = str(traj.meta.get("task_id") or traj.task.get("id") or traj.id)
-        text = _request(traj.messages) or str(traj.task.get("prompt") or "")
+        text = traj.request or str(traj.task.get("prompt") or "")
         hit = held_out.match(task_id, text, threshold)
         if hit is not None:
             out.dropped["held_out" if hit == task_id else "near_held_out"] += 1

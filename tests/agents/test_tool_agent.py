@@ -125,6 +125,8 @@ def test_trajectory_round_trips_and_tokenizes_with_trl(
     traj = routed[0].trajectory
     again = Trajectory.from_json(traj.to_json())
     assert again == traj
+    # what the user asked: not the tool results, nor a retry's feedback (a user turn too)
+    assert again.request == TASK
     row = again.to_trl()
     assert row["tools"][0]["function"]["name"] == "get_user_id"
     tok = AutoTokenizer.from_pretrained(convert_embedded())
