@@ -373,6 +373,7 @@ def write_distill_report(
         categories=category_rows(root / "eval" / "before.jsonl", root / "eval" / "after.jsonl"),
         failures=failure_rows(before, after),
         transfer_rows=_result_rows(tb, ta)[:3] if tb and ta else [],
+        transfer_failures=failure_rows(tb, ta),
         transfer_paired=paired_outcomes(
             root / "eval" / "transfer" / "before.jsonl", root / "eval" / "transfer" / "after.jsonl"
         ),
