@@ -67,10 +67,10 @@ class AstVerdict:
     kind: str = "correct"
 
 
-def _call_failure(reason: str) -> AstVerdict:
-    """The verdict on a call :func:`_call_ok` rejected for ``reason``."""
+def _call_kind(reason: str) -> str:
+    """The kind of failure of a call :func:`_call_ok` rejected for ``reason``."""
     wrong_name = reason.startswith("called ")  # _call_ok's words for another function
-    return AstVerdict(False, reason, "wrong function" if wrong_name else "arguments")
+    return "wrong function" if wrong_name else "arguments"
 
 
 def _standardise(text: str) -> str:
@@ -332,7 +332,9 @@ def check_calls(calls: Sequence[Mapping[str, Any]] | None, item: BfclItem) -> As
         )
     if item.category in ("simple_python", "multiple"):
         reason = _call_ok(*parsed[0], item.answers[0], item.functions)
-        return AstVerdict(True, "correct call") if reason is None else _call_failure(reason)
+        if reason is None:
+            return AstVerdict(True, "correct call")
+        return AstVerdict(False, reason, _call_kind(reason))
 
     ok = [
         [_call_ok(name, args, answer, item.functions) is None for name, args in parsed]
@@ -351,8 +353,9 @@ def check_calls(calls: Sequence[Mapping[str, Any]] | None, item: BfclItem) -> As
                 r for r in reasons if not r.startswith("called ")
             ]  # prefer the diagnosis of a call to the right function
             detail = (same_name or reasons or ["it is matched to another call"])[0]
-            failure = _call_failure(detail)
             return AstVerdict(
-                False, f"no call matches expected call #{i} ({expected}): {detail}", failure.kind
+                False,
+                f"no call matches expected call #{i} ({expected}): {detail}",
+                _call_kind(detail),
             )
     return AstVerdict(True, f"all {len(parsed)} calls match")
