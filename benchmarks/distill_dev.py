@@ -8,7 +8,8 @@ request nearly duplicates (word Jaccard >= 0.8) one of the first ``--collected``
 items of each category. They are scored as the ``eval`` stage scores the held-out items:
 F16 GGUFs through llama.cpp, the ToolAgent, BFCL's AST checker. Each student's results
 are kept under ``--out`` and resume like any evaluation; the table compares each with the
-first one given (the base model, say) item by item (fixed, broken, exact sign test).
+first one given (the base model, say) item by item (fixed, broken, exact sign test), with
+each one's successes per category and its failures by kind (wrong function, arguments, ...).
 
     python distill_dev.py --student base=smollm2 --student default=../runs/distill-X/student
 """
@@ -74,11 +75,13 @@ def main() -> None:
     )
     n = len(list(load_env("bfcldev", split="train").tasks()))
     results: dict[str, dict[str, bool]] = {}
+    categories: dict[str, str] = {}
+    failures: dict[str, dict[str, int]] = {}
     for spec in args.student:
         label, _, path = spec.partition("=")
         folder = Path(args.out) / label
         student = resolve_student(path)
-        eval_before_after(
+        reports = eval_before_after(
             folder,
             env="bfcldev",
             split="train",
@@ -91,17 +94,29 @@ def main() -> None:
         )
         rows = [json.loads(line) for line in (folder / "after.jsonl").open()]
         results[label] = {r["id"]: bool(r["meta"].get("success")) for r in rows}
+        categories.update({r["id"]: str(r["task"]["category"]) for r in rows})
+        failures[label] = reports["after"]["failures"]
 
     base_label = next(iter(results))
     base = results[base_label]
     print(f"\n{n} development items; paired against {base_label}\n")
-    print("| student | success | fixed | broken | sign test p |")
-    print("|---|---|---|---|---|")
+    cats = sorted(set(categories.values()))
+    print(f"| student | success | fixed | broken | sign test p | {' | '.join(cats)} | failures |")
+    print("|---|---|---|---|---|" + "---|" * len(cats) + "---|")
     for label, res in results.items():
         fixed = sum(res[i] and not base[i] for i in base)
         broken = sum(base[i] and not res[i] for i in base)
         p = sign_test(fixed, broken)
-        print(f"| {label} | {sum(res.values())}/{len(res)} | {fixed} | {broken} | {p:.3f} |")
+        per = [
+            f"{sum(ok for i, ok in res.items() if categories[i] == c)}"
+            f"/{sum(categories[i] == c for i in res)}"
+            for c in cats
+        ]
+        failed = ", ".join(f"{k} {v}" for k, v in sorted(failures[label].items()))
+        print(
+            f"| {label} | {sum(res.values())}/{len(res)} | {fixed} | {broken} | {p:.3f} | "
+            f"{' | '.join(per)} | {failed} |"
+        )
 
 
 if __name__ == "__main__":
