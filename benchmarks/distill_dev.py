@@ -17,7 +17,6 @@ each one's successes per category and its failures by kind (wrong function, argu
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from slmkit.simulators.envs.bfcl import BfclEnv
 from slmkit.simulators.registry import EnvSpec, register_env
 from slmkit.training.decontam import request_words, similarity
 from slmkit.training.evaluation import eval_before_after
-from slmkit.training.report import sign_test
+from slmkit.training.report import category_rows, paired_outcomes
 from slmkit.training.sft import resolve_student
 
 DEV_RANGES = {"simple": (200, 240), "multiple": (130, 166), "parallel_multiple": (100, 140)}
@@ -74,48 +73,35 @@ def main() -> None:
         )
     )
     n = len(list(load_env("bfcldev", split="train").tasks()))
-    results: dict[str, dict[str, bool]] = {}
-    categories: dict[str, str] = {}
-    failures: dict[str, dict[str, int]] = {}
+    results: dict[str, tuple[Path, dict[str, Any]]] = {}
     for spec in args.student:
         label, _, path = spec.partition("=")
         folder = Path(args.out) / label
-        student = resolve_student(path)
         reports = eval_before_after(
             folder,
             env="bfcldev",
             split="train",
             n=None,
             base=None,
-            trained=student,
+            trained=resolve_student(path),
             backend="llamacpp",
             workers=args.workers,
             progress=False,
         )
-        rows = [json.loads(line) for line in (folder / "after.jsonl").open()]
-        results[label] = {r["id"]: bool(r["meta"].get("success")) for r in rows}
-        categories.update({r["id"]: str(r["task"]["category"]) for r in rows})
-        failures[label] = reports["after"]["failures"]
+        results[label] = (folder / "after.jsonl", reports["after"])
 
-    base_label = next(iter(results))
-    base = results[base_label]
+    base_label, (base, _) = next(iter(results.items()))
+    cats = [row[0] for row in category_rows(base, base)]
     print(f"\n{n} development items; paired against {base_label}\n")
-    cats = sorted(set(categories.values()))
     print(f"| student | success | fixed | broken | sign test p | {' | '.join(cats)} | failures |")
     print("|---|---|---|---|---|" + "---|" * len(cats) + "---|")
-    for label, res in results.items():
-        fixed = sum(res[i] and not base[i] for i in base)
-        broken = sum(base[i] and not res[i] for i in base)
-        p = sign_test(fixed, broken)
-        per = [
-            f"{sum(ok for i, ok in res.items() if categories[i] == c)}"
-            f"/{sum(categories[i] == c for i in res)}"
-            for c in cats
-        ]
-        failed = ", ".join(f"{k} {v}" for k, v in sorted(failures[label].items()))
+    for label, (path, report) in results.items():
+        paired = paired_outcomes(base, path)
+        per = [row[2] for row in category_rows(base, path)]  # this student's cell
+        failed = ", ".join(f"{k} {v}" for k, v in sorted(report["failures"].items()))
         print(
-            f"| {label} | {sum(res.values())}/{len(res)} | {fixed} | {broken} | {p:.3f} | "
-            f"{' | '.join(per)} | {failed} |"
+            f"| {label} | {report['successes']}/{report['tasks']} | {paired['fixed']} | "
+            f"{paired['broken']} | {paired['p_value']} | {' | '.join(per)} | {failed} |"
         )
 
 
